@@ -1,0 +1,63 @@
+# The course's commands. Every target creates the virtual environment (.venv) itself when missing.
+#   make lab    JupyterLab on notebooks/ (LAB_ARGS="--no-browser --port=8888" passes options)
+#   make test   unit tests, then every notebook in FAST mode, then a timing summary
+#   make book   every notebook executed into build/html (FAST unless FULL=1)
+#   make lint · make strip · make checkpoints · make bench · make clean
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.course-installed
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+.PHONY: setup lab test test-unit test-notebooks book lint strip checkpoints bench clean distclean
+
+# The venv is (re)built when missing or when pyproject.toml changes; a second run reuses it.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q $(TORCH_PINS)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	@echo "Starting JupyterLab on notebooks/ -- open the http://localhost... URL printed below."
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+test: $(STAMP)
+	@rm -f build/notebook_times.json; status=0; \
+	COURSE_FAST=1 $(PY) -m pytest tests || status=$$?; \
+	COURSE_FAST=1 $(PY) -m pytest $(NBVAL) notebooks || status=$$?; \
+	$(PY) tools/summary.py build/notebook_times.json || status=$$?; \
+	exit $$status
+
+test-unit: $(STAMP)
+	COURSE_FAST=1 $(PY) -m pytest tests
+
+test-notebooks: $(STAMP)
+	COURSE_FAST=1 $(PY) -m pytest $(NBVAL) notebooks
+
+book: $(STAMP)
+	$(PY) tools/book.py --out build/html $(if $(FULL),--full,)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check course_utils tests tools bench notebooks
+	$(PY) tools/nbtools.py check
+
+strip: $(STAMP)
+	$(PY) tools/nbtools.py strip
+
+checkpoints: $(STAMP)
+	$(PY) -m course_utils.zoo $(NAMES)
+
+bench: $(STAMP)
+	$(PY) bench/run.py --out build/bench.md
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
