@@ -9,6 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # containers often run as root
 NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 .PHONY: setup lab test test-unit test-notebooks book lint strip checkpoints bench clean distclean
@@ -24,7 +25,7 @@ setup: $(STAMP)
 
 lab: $(STAMP)
 	@echo "Starting JupyterLab on notebooks/ -- open the http://localhost... URL printed below."
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
 	@rm -f build/notebook_times.json; status=0; \

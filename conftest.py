@@ -29,5 +29,9 @@ def pytest_sessionfinish(session):
     out.parent.mkdir(exist_ok=True)
     old = json.loads(out.read_text()) if out.exists() else {}
     for path, seconds in _times.items():
-        old[path] = {"seconds": round(seconds, 1), "passed": path not in _failed, "when": time.time()}
+        old[path] = {
+            "seconds": round(seconds, 1),
+            "passed": path not in _failed,
+            "when": time.time(),
+        }
     out.write_text(json.dumps(old, indent=1, sort_keys=True))

@@ -5,11 +5,20 @@ online datasets), ``image`` (lesson 01), ``train`` and ``plot`` (used by every l
 ``zoo`` (shipped checkpoints), ``models`` (lesson 02), ``exercises`` (auto-checked exercises).
 """
 
-from .runtime import FAST, cache_dir, device, in_colab, online, seed_everything
+from .runtime import FAST, cache_dir, device, environment, in_colab, online, seed_everything
 
 #: The course's GitHub repository ("owner/name"), defined once: the Colab badge and install cell of
 #: every notebook are generated from it by `python tools/nbtools.py colab`. A fork changes it here.
 REPOSITORY = "cv-diffusion-course/course"
 
-__all__ = ["REPOSITORY", "FAST", "cache_dir", "device", "in_colab", "online", "seed_everything"]
+__all__ = [
+    "REPOSITORY",
+    "FAST",
+    "cache_dir",
+    "device",
+    "environment",
+    "in_colab",
+    "online",
+    "seed_everything",
+]
 __version__ = "0.1.0"

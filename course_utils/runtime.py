@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FAST", "device", "seed_everything", "online", "mark_offline", "cache_dir", "in_colab"]
+__all__ = [
+    "FAST",
+    "device",
+    "seed_everything",
+    "online",
+    "mark_offline",
+    "cache_dir",
+    "in_colab",
+    "environment",
+]
 
 
 def _env_flag(name: str) -> bool:
@@ -43,7 +52,9 @@ def device() -> torch.device:
     if forced:
         dev = torch.device(forced)  # raises a clear RuntimeError on a misspelled name
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"COURSE_DEVICE={forced!r} but CUDA is not available on this machine")
+            raise RuntimeError(
+                f"COURSE_DEVICE={forced!r} but CUDA is not available on this machine"
+            )
         if dev.type == "mps" and not torch.backends.mps.is_available():
             raise RuntimeError(f"COURSE_DEVICE={forced!r} but MPS is not available on this machine")
         return dev
@@ -92,7 +103,9 @@ def mark_offline() -> None:
 
 def cache_dir(*parts: str) -> Path:
     """``$COURSE_CACHE`` (default ``~/.cache/course_utils``), joined with ``parts`` and created."""
-    root = Path(os.environ.get("COURSE_CACHE", Path.home() / ".cache" / "course_utils")).expanduser()
+    root = Path(
+        os.environ.get("COURSE_CACHE", Path.home() / ".cache" / "course_utils")
+    ).expanduser()
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -101,3 +114,29 @@ def cache_dir(*parts: str) -> Path:
 def in_colab() -> bool:
     """True inside Google Colab (where the first cell of each notebook installs the course)."""
     return "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules
+
+
+def environment() -> dict[str, str]:
+    """What a learner (or a bug report) needs to know about this machine, as a name -> value dict."""
+    import platform
+
+    import torchvision
+
+    dev = device()
+    accel = "none"
+    if dev.type == "cuda":
+        accel = torch.cuda.get_device_name(dev)
+    elif dev.type == "mps":
+        accel = "Apple GPU (MPS)"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(dev),
+        "accelerator": accel,
+        "cpu threads": str(torch.get_num_threads()),
+        "FAST mode": str(FAST),
+        "online": str(online()),
+        "Colab": str(in_colab()),
+        "cache": str(cache_dir()),
+    }

@@ -47,7 +47,10 @@ def test_lesson_shape(path):
     assert "what you will learn" in cells[0]["source"].lower()
     assert any("course_utils" in c["source"] for c in code_cells(path))
     headings = [
-        line for c in cells if c["cell_type"] == "markdown" for line in c["source"].splitlines()
+        line
+        for c in cells
+        if c["cell_type"] == "markdown"
+        for line in c["source"].splitlines()
         if line.startswith("#")
     ]
     assert "exercises" in headings[-1].lower() or any(

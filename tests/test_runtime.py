@@ -24,7 +24,9 @@ def run_python(code: str, **env) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.parametrize("value, expected", [("1", True), ("0", False), ("", False), ("true", True)])
+@pytest.mark.parametrize(
+    "value, expected", [("1", True), ("0", False), ("", False), ("true", True)]
+)
 def test_fast_flag_follows_environment(value, expected):
     out = run_python("import course_utils; print(course_utils.FAST)", COURSE_FAST=value)
     assert out == str(expected)
@@ -44,7 +46,13 @@ def test_course_device_in_a_fresh_process():
 
 def test_default_device_prefers_accelerators(monkeypatch):
     monkeypatch.delenv("COURSE_DEVICE", raising=False)
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if torch.backends.mps.is_available()
+        else "cpu"
+    )
     assert runtime.device().type == expected
 
 
@@ -111,7 +119,9 @@ def test_cache_dir_honours_env(tmp_path, monkeypatch):
 
 
 def test_cache_dir_default_is_outside_the_repo():
-    out = run_python("import course_utils; print(course_utils.cache_dir())", HOME="/tmp/course-home")
+    out = run_python(
+        "import course_utils; print(course_utils.cache_dir())", HOME="/tmp/course-home"
+    )
     assert out == "/tmp/course-home/.cache/course_utils"
 
 
@@ -122,3 +132,13 @@ def test_package_exports_the_contract():
         "isinstance(c.FAST, bool), callable(c.cache_dir)]))"
     )
     assert json.loads(out) == [True, True, True, True, True]
+
+
+def test_environment_report(monkeypatch):
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    env = runtime.environment()
+    assert env["torch"] == torch.__version__
+    assert env["device"] == "cpu" and env["accelerator"] == "none"
+    assert env["online"] == "False"
+    assert env["FAST mode"] == str(runtime.FAST)

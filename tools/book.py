@@ -77,7 +77,9 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="full lessons instead of FAST mode")
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
-    paths = [p.resolve() for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    paths = [p.resolve() for p in args.notebooks] or sorted(
+        (ROOT / "notebooks").glob("[0-9]*.ipynb")
+    )
     done = build(paths, args.out.resolve(), args.full)
     print(f"index: {write_index(done, args.out.resolve(), args.full)}")
     return 0

@@ -17,13 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+PACKAGE_INIT = ROOT / "course_utils" / "__init__.py"
 BADGE_MARK = "<!-- colab-badge -->"
 SETUP_MARK = "# colab-setup"
 KEEP_METADATA = {"kernelspec", "language_info"}
 
 
 def repository() -> str:
-    text = (ROOT / "course_utils" / "__init__.py").read_text()
+    text = PACKAGE_INIT.read_text()
     return re.search(r'^REPOSITORY = "([^"]+)"', text, re.M).group(1)
 
 
@@ -39,7 +40,7 @@ def badge_line(path: Path) -> str:
 
 
 def setup_source() -> str:
-    return f'''{SETUP_MARK}: runs only in Google Colab, where it fetches and installs the course.
+    return f"""{SETUP_MARK}: runs only in Google Colab, where it fetches and installs the course.
 # Colab's own PyTorch is kept; elsewhere (`make lab`) this cell does nothing.
 import sys
 
@@ -52,7 +53,7 @@ if "google.colab" in sys.modules:
         subprocess.run(["git", "clone", "--depth", "1", url, "/content/course"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
     sys.path.insert(0, "/content/course")
-    os.chdir("/content/course/notebooks")'''
+    os.chdir("/content/course/notebooks")"""
 
 
 def _source(cell: dict) -> str:

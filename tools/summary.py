@@ -1,6 +1,6 @@
 """Print the one-line notebook summary of `make test` and fail on a notebook over budget.
 
-    python tools/summary.py build/notebook_times.json [--budget 120]
+python tools/summary.py build/notebook_times.json [--budget 120]
 """
 
 import argparse
@@ -27,7 +27,10 @@ def main() -> int:
             over.append(name)
         parts.append(f"{name} {t['seconds']:.0f}s{mark}")
     total = sum(t["seconds"] for t in times.values())
-    print(f"notebooks (FAST, budget {args.budget:.0f} s each, {total:.0f} s total): " + " · ".join(parts))
+    print(
+        f"notebooks (FAST, budget {args.budget:.0f} s each, {total:.0f} s total): "
+        + " · ".join(parts)
+    )
     return 1 if over else 0
 
 

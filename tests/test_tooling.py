@@ -1,0 +1,142 @@
+"""The course's tooling: notebook housekeeping, the test summary, `make book` and `make lab`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import nbtools  # noqa: E402
+
+
+def make_notebook(path: Path) -> Path:
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell(f"# T\n\n{nbtools.BADGE_MARK}\n\nWhat you will learn"),
+            new_code_cell(nbtools.SETUP_MARK),
+            new_code_cell(
+                "print(1)", execution_count=3, outputs=[new_output("stream", text="1\n")]
+            ),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, "widgets": {"state": {}}},
+    )
+    nbformat.write(nb, path)
+    return path
+
+
+def test_strip_and_colab_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(nbtools, "ROOT", tmp_path)
+    path = make_notebook(tmp_path / "nb.ipynb")
+    assert "has outputs" in " ".join(nbtools.problems(path))
+    assert nbtools.main(["strip", str(path)]) == 0
+    assert nbtools.problems(path) == []
+    nb = json.loads(path.read_text())
+    assert nb["cells"][2]["outputs"] == [] and nb["cells"][2]["execution_count"] is None
+    assert set(nb["metadata"]) == {"kernelspec"}
+    repo = nbtools.repository()
+    assert f"colab.research.google.com/github/{repo}/blob/main/nb.ipynb" in nb["cells"][0]["source"]
+    assert '"git", "clone", "--depth", "1", url' in nb["cells"][1]["source"]
+    assert f"https://github.com/{repo}" in nb["cells"][1]["source"]
+    compile(nb["cells"][1]["source"], "colab-cell", "exec")  # the install cell is valid Python
+
+
+def test_notebook_without_markers_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(nbtools, "ROOT", tmp_path)
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# x"), new_code_cell("1")]), path)
+    assert any("colab-badge" in p for p in nbtools.problems(path))
+
+
+@pytest.mark.parametrize(
+    "times, code, text",
+    [
+        ({"notebooks/a.ipynb": {"seconds": 12.0, "passed": True}}, 0, "a 12s"),
+        ({"notebooks/a.ipynb": {"seconds": 130.0, "passed": True}}, 1, "OVER BUDGET"),
+        ({"notebooks/b.ipynb": {"seconds": 5.0, "passed": False}}, 0, "b 5s FAILED"),
+    ],
+)
+def test_summary_line(tmp_path, times, code, text):
+    path = tmp_path / "times.json"
+    path.write_text(json.dumps(times))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "summary.py"), str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == code and text in out.stdout and out.stdout.count("\n") == 1
+
+
+def test_summary_without_times_fails(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "summary.py"), str(tmp_path / "no")])
+    assert out.returncode == 1
+
+
+@pytest.mark.slow
+def test_book_embeds_plots(tmp_path):
+    """`make book` = tools/book.py: executed HTML with the figures inside, and an index page."""
+    env = {**os.environ, "COURSE_OFFLINE": "1"}
+    nb = ROOT / "notebooks" / "00_start_here.ipynb"
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "book.py"), "--out", str(tmp_path), str(nb)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    page = (tmp_path / "00_start_here.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') >= 3
+    assert "Traceback" not in page
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="00_start_here.html"' in index and "Start here" in index
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_make_lab_serves_jupyterlab():
+    port, token = free_port(), "course-test-token"
+    args = f"--no-browser --port={port} --ServerApp.ip=127.0.0.1 --IdentityProvider.token={token}"
+    proc = subprocess.Popen(
+        ["make", "-s", "lab", f"LAB_ARGS={args}"],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, body = time.time() + 90, ""
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/lab?token={token}", timeout=5
+                ) as r:
+                    body = r.read().decode()
+                    break
+            except OSError:
+                time.sleep(1)
+        assert "JupyterLab" in body, (
+            f"no /lab page; make lab said:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+        )
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/contents?token={token}", timeout=5
+        ) as r:
+            listing = {item["name"] for item in json.load(r)["content"]}
+        assert "00_start_here.ipynb" in listing  # it serves the notebooks/ folder
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
