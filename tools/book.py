@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import os
 import sys
 import time
@@ -81,6 +82,14 @@ def main() -> int:
         (ROOT / "notebooks").glob("[0-9]*.ipynb")
     )
     done = build(paths, args.out.resolve(), args.full)
+    # keep the run times for `make bench` (which reports FAST and full times side by side)
+    times = ROOT / "build" / "book_times.json"
+    old = json.loads(times.read_text()) if times.exists() else {}
+    mode = "full" if args.full else "fast"
+    for target, _, seconds in done:
+        old.setdefault(target.stem, {})[mode] = round(seconds, 1)
+    times.parent.mkdir(exist_ok=True)
+    times.write_text(json.dumps(old, indent=1, sort_keys=True))
     print(f"index: {write_index(done, args.out.resolve(), args.full)}")
     return 0
 
