@@ -1,0 +1,307 @@
+"""The checkpoint zoo: models that take minutes to train, trained once and shipped with the course.
+
+A lesson that needs a trained detector calls ``zoo.load(name)`` and gets it, ready to use, in
+seconds; ``make checkpoints`` (``python -m course_utils.zoo``) retrains every entry from the code
+registered at the bottom of this file, with fixed seeds, so anyone can check where the shipped
+weights come from.
+
+On disk (``data/checkpoints/``), per entry: ``NAME.safetensors`` (the state dict; safetensors
+holds only tensors, so unlike a pickled ``torch.save`` file it cannot run code when loaded) and
+one record in ``manifest.json``: sha256, parameter count, dtype, training recipe, metric reached
+and the torch version. :func:`load` refuses a file whose sha256 does not match the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from .runtime import device as default_device
+from .runtime import seed_everything
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CheckpointError",
+    "Entry",
+    "REGISTRY",
+    "register",
+    "load",
+    "info",
+    "train_checkpoint",
+]
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+MANIFEST = "manifest.json"
+_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file or its manifest record is missing or does not match."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How to rebuild one checkpoint from scratch.
+
+    ``build()`` returns the untrained architecture; ``train(model)`` trains it in place,
+    deterministically (it fixes its own seeds), and returns ``{"metric": name, "value": float}``;
+    ``recipe`` (JSON-serialisable) describes the training for humans and goes into the manifest.
+    ``dtype="float16"`` halves the file; use ``"float32"`` where that costs quality.
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    train: Callable[[nn.Module], dict]
+    recipe: dict
+    dtype: str = "float16"
+    description: str = ""
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def register(entry: Entry) -> Entry:
+    """Add ``entry`` to :data:`REGISTRY` (its name becomes the file name) and return it."""
+    if not re.fullmatch(r"[a-z0-9_]+", entry.name):
+        raise ValueError(f"checkpoint names are lower_snake_case file names, got {entry.name!r}")
+    if entry.name in REGISTRY:
+        raise ValueError(f"a checkpoint named {entry.name!r} is already registered")
+    if entry.dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {entry.dtype!r}")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def _entry(name: str) -> Entry:
+    if name not in REGISTRY:
+        raise KeyError(f"no checkpoint named {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (what a learner sees in the file tree)."""
+    try:
+        return str(path.resolve().relative_to(CHECKPOINT_DIR.parent.parent))
+    except ValueError:
+        return str(path)
+
+
+def _read_manifest(root: Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{_shown(path)} is not valid JSON ({err}); `git checkout` it or run `make checkpoints`"
+        ) from None
+
+
+def info(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
+    """The manifest record of checkpoint ``name``: file, sha256, params, dtype, recipe, metric, ..."""
+    _entry(name)
+    path = Path(root) / MANIFEST
+    record = _read_manifest(root).get(name)
+    if record is None:
+        problem = f"has no record for {name!r}" if path.exists() else "is missing"
+        raise CheckpointError(f"{_shown(path)} {problem}; run `make checkpoints NAMES={name}`")
+    return record
+
+
+def _verified_bytes(name: str, root: Path) -> bytes:
+    """The checkpoint file's bytes, after checking them against the manifest's sha256."""
+    record = info(name, root=root)
+    path = Path(root) / record["file"]
+    if not path.exists():
+        raise CheckpointError(
+            f"{_shown(path)} is missing; run `make checkpoints NAMES={name}` or `git checkout` it"
+        )
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != record["sha256"]:  # a truncated download, a git-lfs pointer, an edited file...
+        raise CheckpointError(
+            f"{_shown(path)} is corrupted: sha256 {digest} != manifest {record['sha256']}; "
+            f"run `make checkpoints NAMES={name}` or `git checkout` it"
+        )
+    return data
+
+
+def load(
+    name: str, *, root: Path = CHECKPOINT_DIR, device: torch.device | str | None = None
+) -> nn.Module:
+    """The trained model ``name``: hash verified, weights loaded (as float32), in ``eval()`` mode,
+    on ``device`` (default ``course_utils.device()``).
+
+    Raises ``KeyError`` for an unknown name and :class:`CheckpointError` for a missing or corrupted
+    file (with the command that fixes it).
+    """
+    state = load_safetensors(_verified_bytes(name, root))
+    # float16 on disk saves space; compute in float32 (int buffers stay as they are)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    model = _entry(name).build()
+    model.load_state_dict(state, strict=True)  # strict: every weight must match the architecture
+    return model.eval().to(device if device is not None else default_device())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file and rename it: a crash never leaves half a file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # atomic on the same file system
+
+
+def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
+    """Train entry ``name`` from scratch, save ``NAME.safetensors`` and its manifest record.
+
+    Same code, same seed, same machine type -> the same bytes (on CPU), so the sha256 in the
+    manifest documents exactly which weights were shipped. Returns the manifest record.
+    """
+    entry = _entry(name)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    seed_everything(0)  # the untrained weights are part of the recipe too
+    model = entry.build()
+    result = entry.train(model)
+
+    dtype = _DTYPES[entry.dtype]
+    state = {}
+    for key, tensor in model.state_dict().items():
+        cast = dtype if tensor.is_floating_point() else tensor.dtype  # int buffers stay ints
+        # copy=True: tied weights would otherwise share memory, which safetensors refuses
+        tensor = tensor.detach().to(device="cpu", dtype=cast, copy=True)
+        if not torch.isfinite(tensor).all():  # NaN from training, or a weight > 65504 in float16
+            raise ValueError(f"{name}: {key} is not finite as {entry.dtype}; use dtype='float32'?")
+        state[key] = tensor.contiguous()
+    data = save_safetensors(state, metadata={"format": "pt"})
+
+    record = {
+        "file": f"{name}.safetensors",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "params": sum(p.numel() for p in model.parameters()),
+        "dtype": entry.dtype,
+        "recipe": entry.recipe,
+        "metric": {"name": result["metric"], "value": float(result["value"])},
+        "torch": torch.__version__,
+    }
+    _write_atomically(root / record["file"], data)
+    manifest = _read_manifest(root) | {name: record}
+    _write_atomically(
+        root / MANIFEST, (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()
+    )
+    return record
+
+
+def _status(name: str, root: Path) -> str:
+    """One line for ``--list``: the metric reached and file size, or what is wrong."""
+    try:
+        _verified_bytes(name, root)
+    except CheckpointError as err:
+        return f"NOT READY ({err})"
+    record = info(name, root=root)
+    metric = f"{record['metric']['name']}={record['metric']['value']:.4f}"
+    return f"{metric}, {record['params']:,} params, {record['bytes'] / 1e6:.2f} MB"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m course_utils.zoo [--root DIR] [--list] [NAME ...]`` (``make checkpoints``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.zoo",
+        description="Train the course's checkpoints and record them in manifest.json.",
+    )
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="entries to retrain (default: all)"
+    )
+    parser.add_argument("--root", type=Path, default=CHECKPOINT_DIR, help="checkpoint folder")
+    parser.add_argument("--list", action="store_true", help="show the entries and their state")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in REGISTRY]
+    if unknown:
+        parser.error(
+            f"unknown checkpoint(s) {', '.join(unknown)}; registered: {', '.join(sorted(REGISTRY))}"
+        )
+    names = args.names or sorted(REGISTRY)
+    if not names:
+        print("no checkpoints are registered")
+    for name in names:
+        if args.list:
+            print(f"{name}: {REGISTRY[name].description} -- {_status(name, args.root)}")
+        else:
+            record = train_checkpoint(name, root=args.root)
+            print(f"{name}: {_status(name, args.root)} -> {_shown(args.root / record['file'])}")
+
+
+# Registered checkpoints
+# ----------------------
+# Each lesson that ships a trained model adds its `register(Entry(...))` call here, so that
+# `make checkpoints` (which runs this module) knows every checkpoint. Entries import the lesson
+# modules inside their functions: importing the zoo stays cheap and free of import cycles.
+
+
+def train_digits_classifier(
+    model: nn.Module, *, size: int, epochs: int, lr: float, batch_size: int = 64
+) -> dict:
+    """Train a classifier on the fixed digits split (``data.digits_split``, seed 0) on the CPU.
+
+    Returns the held-out test accuracy, the number every digits lesson compares against.
+    """
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from . import data
+    from .train import evaluate, fit
+
+    x_train, x_test, y_train, y_test = data.digits_split(size=size)
+    shuffle = torch.Generator().manual_seed(0)  # same batches every run: byte-identical weights
+    train = DataLoader(TensorDataset(x_train, y_train), batch_size, shuffle=True, generator=shuffle)
+    test = DataLoader(TensorDataset(x_test, y_test), batch_size=256)
+    fit(model, train, epochs=epochs, lr=lr, device="cpu", progress=False)
+    return {"metric": "test_accuracy", "value": evaluate(model, test, device="cpu")["accuracy"]}
+
+
+def register_digits_classifier(
+    name: str, build: Callable[[], nn.Module], description: str, **recipe
+):
+    """Register a digits classifier trained by :func:`train_digits_classifier` with ``recipe``."""
+    register(
+        Entry(
+            name=name,
+            build=build,
+            train=functools.partial(train_digits_classifier, **recipe),
+            recipe={"data": "digits_split(seed=0): 1,347 train / 450 test", "optimizer": "AdamW"}
+            | recipe,
+            description=description,
+        )
+    )
+
+
+def _lenet5() -> nn.Module:
+    from .models import LeNet5
+
+    return LeNet5(num_classes=10, in_channels=1)
+
+
+register_digits_classifier(
+    "lenet5_digits",
+    _lenet5,
+    "LeNet-5 on the embedded digits resized to 32x32 (lessons 00 and 02)",
+    size=32,
+    epochs=40,
+    lr=3e-3,
+)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Tests for course_utils.train: fit, evaluate, predict."""
+
+import math
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils.runtime import seed_everything
+from course_utils.train import History, evaluate, fit, predict
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn's 8x8 digits as ([N, 64] float in [0, 1], [N] int64), split 1500 / 297."""
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.int64)
+    return TensorDataset(x[:1500], y[:1500]), TensorDataset(x[1500:], y[1500:])
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10))
+
+
+def loaders(digits, batch_size=64):
+    train, val = digits
+    g = torch.Generator().manual_seed(0)
+    return (
+        DataLoader(train, batch_size=batch_size, shuffle=True, generator=g),
+        DataLoader(val, batch_size=batch_size),
+    )
+
+
+def test_fit_learns_digits_and_records_history(digits):
+    seed_everything(0)
+    model = mlp()
+    train_loader, val_loader = loaders(digits)
+    history = fit(model, train_loader, val_loader, epochs=3, lr=1e-2, device=CPU, progress=False)
+    assert isinstance(history, History)
+    assert history.metric_name == "accuracy"
+    for values in (history.train_loss, history.val_loss, history.val_metric, history.epoch_time):
+        assert len(values) == 3
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.val_metric[-1] > 0.85  # a linear-ish model gets ~0.9 on digits in 3 epochs
+    assert not model.training  # left in eval mode
+    # the recorded numbers are exactly what evaluate() reports for the final model
+    scores = evaluate(model, val_loader, device=CPU)
+    assert scores["accuracy"] == pytest.approx(history.val_metric[-1])
+    assert scores["loss"] == pytest.approx(history.val_loss[-1])
+    assert history.as_dict()["val_metric"] == history.val_metric
+
+
+def test_fit_is_deterministic(digits):
+    runs = []
+    for _ in range(2):
+        seed_everything(0)
+        model = mlp()
+        fit(model, loaders(digits)[0], epochs=1, max_steps_per_epoch=5, device=CPU, progress=False)
+        runs.append(model[0].weight.clone())
+    assert torch.equal(*runs)
+
+
+def test_fit_without_validation_or_metric(digits):
+    history = fit(mlp(), loaders(digits)[0], epochs=2, device=CPU, metric=None, progress=False)
+    assert len(history.train_loss) == 2
+    assert history.val_loss == history.val_metric == []
+    assert history.metric_name is None
+
+
+class CountingLoader:
+    """A loader that counts how many batches were taken from it."""
+
+    def __init__(self, loader):
+        self.loader, self.taken = loader, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.taken += 1
+            yield batch
+
+
+def test_max_steps_per_epoch_and_scheduler_step_per_optimizer_step(digits):
+    model = mlp()
+    loader = CountingLoader(loaders(digits)[0])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    fit(
+        model,
+        loader,
+        epochs=2,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        max_steps_per_epoch=3,
+        device=CPU,
+        progress=False,
+    )
+    assert loader.taken == 2 * 3  # no batch is loaded beyond the last step
+    assert scheduler.last_epoch == 6  # stepped once per optimizer step
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**6)
+
+
+def test_custom_train_step_gets_model_batch_device(digits):
+    calls = []
+
+    def train_step(model, batch, device):
+        x, y = batch
+        calls.append((model.training, device))
+        return nn.functional.cross_entropy(model(x.to(device)), y.to(device)) * 0  # loss 0
+
+    history = fit(
+        mlp(),
+        loaders(digits)[0],
+        epochs=1,
+        max_steps_per_epoch=2,
+        device=CPU,
+        train_step=train_step,
+        progress=False,
+    )
+    assert calls == [(True, CPU)] * 2
+    assert history.train_loss == [0.0]
+
+
+def test_grad_clip_limits_the_update():
+    """With SGD(lr=1) the update equals the gradient, so its norm is at most grad_clip."""
+    model = nn.Linear(4, 1, bias=False)
+    before = model.weight.detach().clone()
+    x, y = torch.full((8, 4), 100.0), torch.zeros(8, 1)
+    fit(
+        model,
+        [(x, y)],
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        loss_fn=nn.MSELoss(),
+        grad_clip=0.5,
+        metric=None,
+        device=CPU,
+        progress=False,
+    )
+    assert (model.weight.detach() - before).norm().item() == pytest.approx(0.5, rel=1e-4)
+
+
+def test_nan_loss_raises_naming_epoch_and_step():
+    x, y = torch.ones(4, 2), torch.zeros(4, 1)
+    batches = [(x, y), (x * math.nan, y)]
+    with pytest.raises(FloatingPointError, match="epoch 1, step 2"):
+        fit(nn.Linear(2, 1), batches, loss_fn=nn.MSELoss(), metric=None, device=CPU, progress=False)
+
+
+def test_fit_rejects_bad_input(digits):
+    with pytest.raises(ValueError, match="no batches"):
+        fit(mlp(), [], device=CPU, progress=False)
+    with pytest.raises(ValueError, match="metric must be"):
+        fit(mlp(), loaders(digits)[0], metric="f1", device=CPU, progress=False)
+    with pytest.raises(ValueError, match=r"\(inputs, targets\)"):
+        fit(mlp(), [torch.zeros(2, 64)], device=CPU, progress=False)
+
+
+def test_evaluate_known_values_and_sample_weighting():
+    """A fixed 'model' whose predictions we know: accuracy counts samples, not batches."""
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    targets = torch.tensor([0, 0, 0])  # right, wrong, right
+    model = nn.Identity()
+    loader = [(logits[:2], targets[:2]), (logits[2:], targets[2:])]  # batches of 2 and 1
+    scores = evaluate(model, loader, device=CPU)
+    assert scores["accuracy"] == pytest.approx(2 / 3)  # a batch mean would say (1/2 + 1) / 2
+    assert scores["loss"] == pytest.approx(nn.functional.cross_entropy(logits, targets).item())
+
+
+def test_evaluate_custom_metric_and_max_steps():
+    def top2(outputs, targets):
+        return (outputs.topk(2, dim=1).indices == targets[:, None]).any(1).float().mean().item()
+
+    logits = torch.tensor([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
+    loader = [(logits, torch.tensor([1, 2])), (logits, torch.tensor([0, 0]))]
+    scores = evaluate(nn.Identity(), loader, metric=top2, device=CPU, max_steps=1)
+    assert set(scores) == {"loss", "top2"}
+    assert scores["top2"] == pytest.approx(0.5)
+
+
+def test_evaluate_uses_eval_mode_and_no_grad():
+    seen = []
+
+    class Probe(nn.Linear):
+        def forward(self, x):
+            seen.append((self.training, torch.is_grad_enabled()))
+            return super().forward(x)
+
+    model = Probe(3, 2).train()
+    evaluate(model, [(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64))], device=CPU)
+    assert seen == [(False, False)]
+
+
+def test_evaluate_rejects_empty_loader_and_bad_batches():
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(nn.Identity(), [], device=CPU)
+    with pytest.raises(ValueError, match="metric must be"):
+        evaluate(nn.Identity(), [(torch.zeros(1, 2), torch.zeros(1))], metric=3, device=CPU)
+    with pytest.raises(ValueError, match=r"\(inputs, targets\)"):
+        evaluate(nn.Identity(), [torch.zeros(2, 2)], device=CPU)
+
+
+def test_predict_tensor_and_loader_match_the_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3), nn.Dropout(0.5))
+    x = torch.randn(10, 5)
+    expected = model.eval()(x).detach()
+    model.train()
+    out = predict(model, x, batch_size=4, device=CPU)  # chunks of 4, 4, 2
+    assert out.shape == (10, 3) and out.device.type == "cpu" and not out.requires_grad
+    assert torch.allclose(out, expected)  # eval mode: dropout off
+    loader = DataLoader(TensorDataset(x, torch.zeros(10)), batch_size=3)  # (x, y): y is ignored
+    assert torch.allclose(predict(model, loader, device=CPU), expected)
+    assert torch.allclose(predict(model, [x[:6], x[6:]], device=CPU), expected)
+    with pytest.raises(ValueError, match="no inputs"):
+        predict(model, [], device=CPU)
+
+
+def test_progress_bar_shows_epochs_loss_and_val_metric(digits, capsys):
+    train_loader, val_loader = loaders(digits)
+    fit(mlp(), train_loader, val_loader, epochs=2, max_steps_per_epoch=2, device=CPU)
+    bar = capsys.readouterr().err  # tqdm writes to stderr
+    assert "epoch 2/2" in bar and "4/4" in bar
+    assert "loss=" in bar and "val_accuracy=" in bar
+    fit(mlp(), train_loader, epochs=1, max_steps_per_epoch=2, device=CPU, progress=False)
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,216 @@
+"""Tests for course_utils.zoo with a tiny registered entry trained in a temporary folder."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils import zoo
+from course_utils.runtime import seed_everything
+from course_utils.train import evaluate, fit
+
+CPU = torch.device("cpu")
+NAME = "test_digits_mlp"
+
+
+def digits_loaders():
+    x, y = load_digits(return_X_y=True)
+    data = TensorDataset(torch.tensor(x / 16, dtype=torch.float32), torch.tensor(y))
+    train, val = (
+        torch.utils.data.Subset(data, range(1500)),
+        torch.utils.data.Subset(data, range(1500, 1797)),
+    )
+    g = torch.Generator().manual_seed(0)  # fixed shuffling: part of the deterministic recipe
+    return DataLoader(train, 64, shuffle=True, generator=g), DataLoader(val, 256)
+
+
+def build():
+    # BatchNorm adds an int64 buffer (num_batches_tracked) that must stay an integer on disk
+    return nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def train(model):
+    seed_everything(0)
+    train_loader, val_loader = digits_loaders()
+    fit(model, train_loader, epochs=1, max_steps_per_epoch=10, lr=1e-2, device=CPU, progress=False)
+    return {"metric": "accuracy", "value": evaluate(model, val_loader, device=CPU)["accuracy"]}
+
+
+@pytest.fixture
+def entry():
+    registered = zoo.register(
+        zoo.Entry(
+            NAME,
+            build,
+            train,
+            recipe={"epochs": 1, "steps": 10, "lr": 1e-2},
+            description="test MLP",
+        )
+    )
+    yield registered
+    del zoo.REGISTRY[NAME]
+
+
+@pytest.fixture
+def trained(entry, tmp_path):
+    """(root, manifest record) of a freshly trained checkpoint."""
+    return tmp_path, zoo.train_checkpoint(NAME, root=tmp_path)
+
+
+def trained_in_memory():
+    """The same model train_checkpoint saved, re-trained here (training is deterministic)."""
+    seed_everything(0)
+    model = build()
+    train(model)
+    return model.eval()
+
+
+def test_round_trip_gives_the_same_outputs(trained):
+    root, _ = trained
+    loaded = zoo.load(NAME, root=root, device=CPU)
+    assert not loaded.training
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())  # computed in float32
+    assert loaded[1].num_batches_tracked.dtype == torch.int64
+    assert loaded[1].num_batches_tracked.item() == 10
+    x = torch.tensor(load_digits().data[:64] / 16, dtype=torch.float32)
+    expected = trained_in_memory()(x)
+    with torch.no_grad():
+        out = loaded(x)
+    assert torch.allclose(out, expected, atol=2e-2)  # float16 weights: ~3 significant digits
+    assert (out.argmax(1) == expected.argmax(1)).float().mean() > 0.95
+
+
+def test_manifest_record(trained):
+    root, record = trained
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest == {NAME: record}
+    assert zoo.info(NAME, root=root) == record
+    data = (root / f"{NAME}.safetensors").read_bytes()
+    assert record["file"] == f"{NAME}.safetensors"
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["bytes"] == len(data)
+    assert (
+        record["params"] == sum(p.numel() for p in build().parameters()) == 64 * 32 + 32 + 64 + 330
+    )
+    assert record["dtype"] == "float16"
+    assert record["recipe"] == {"epochs": 1, "steps": 10, "lr": 1e-2}
+    assert record["metric"]["name"] == "accuracy" and 0.5 < record["metric"]["value"] <= 1
+    assert record["torch"] == torch.__version__
+    text = (root / "manifest.json").read_text()
+    assert text == json.dumps(manifest, sort_keys=True, indent=2) + "\n"
+
+
+def test_float16_on_disk_halves_the_file(trained):
+    from safetensors.torch import load_file
+
+    root, record = trained
+    state = load_file(root / record["file"])
+    assert state["0.weight"].dtype == torch.float16
+    assert state["1.num_batches_tracked"].dtype == torch.int64
+
+
+def test_retraining_is_byte_identical(trained, tmp_path_factory):
+    root, record = trained
+    other = tmp_path_factory.mktemp("again")
+    again = zoo.train_checkpoint(NAME, root=other)
+    assert again["sha256"] == record["sha256"]
+    assert (other / record["file"]).read_bytes() == (root / record["file"]).read_bytes()
+
+
+def test_manifest_keeps_other_records(trained):
+    root, record = trained
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["other_model"] = {"file": "other_model.safetensors"}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    zoo.train_checkpoint(NAME, root=root)
+    assert set(json.loads((root / "manifest.json").read_text())) == {NAME, "other_model"}
+    assert not list(root.glob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_flipped_byte_is_detected(trained):
+    root, record = trained
+    path = root / record["file"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one bit pattern in the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        zoo.CheckpointError, match=rf"{NAME}\.safetensors is corrupted: sha256"
+    ) as err:
+        zoo.load(NAME, root=root, device=CPU)
+    assert record["sha256"] in str(err.value) and "make checkpoints" in str(err.value)
+
+
+def test_missing_file_and_missing_record(trained, tmp_path_factory):
+    root, record = trained
+    (root / record["file"]).unlink()
+    with pytest.raises(
+        zoo.CheckpointError, match=rf"{NAME}\.safetensors is missing.*make checkpoints"
+    ):
+        zoo.load(NAME, root=root, device=CPU)
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(zoo.CheckpointError, match=r"manifest.json is missing.*make checkpoints"):
+        zoo.load(NAME, root=empty, device=CPU)
+    (root / "manifest.json").write_text("{}")
+    with pytest.raises(zoo.CheckpointError, match=rf"no record for '{NAME}'.*make checkpoints"):
+        zoo.load(NAME, root=root, device=CPU)
+    (empty / "manifest.json").write_text("{not json")
+    with pytest.raises(zoo.CheckpointError, match="not valid JSON"):
+        zoo.info(NAME, root=empty)
+
+
+def test_unknown_name_lists_registered(entry, tmp_path):
+    with pytest.raises(KeyError, match=rf"no checkpoint named 'nope'; registered: .*{NAME}"):
+        zoo.load("nope", root=tmp_path)
+    with pytest.raises(KeyError, match="nope"):
+        zoo.train_checkpoint("nope", root=tmp_path)
+
+
+def test_register_rejects_bad_entries(entry):
+    with pytest.raises(ValueError, match="already registered"):
+        zoo.register(entry)
+    with pytest.raises(ValueError, match="lower_snake_case"):
+        zoo.register(zoo.Entry("Bad Name", build, train, recipe={}))
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        zoo.register(zoo.Entry("half", build, train, recipe={}, dtype="bfloat16"))
+    assert set(zoo.REGISTRY) >= {NAME} and "half" not in zoo.REGISTRY
+
+
+def test_float16_overflow_is_refused(tmp_path):
+    def train_huge(model):
+        with torch.no_grad():
+            model.weight.fill_(1e6)  # > 65504, the largest float16
+        return {"metric": "none", "value": 0.0}
+
+    zoo.register(zoo.Entry("test_huge", lambda: nn.Linear(2, 2), train_huge, recipe={}))
+    try:
+        with pytest.raises(ValueError, match="weight is not finite as float16"):
+            zoo.train_checkpoint("test_huge", root=tmp_path)
+    finally:
+        del zoo.REGISTRY["test_huge"]
+
+
+def test_cli_list_and_retrain(entry, tmp_path, capsys, monkeypatch):
+    # only the test entry: `main([])` retrains *every* registered checkpoint
+    monkeypatch.setattr(zoo, "REGISTRY", {NAME: entry})
+    zoo.main(["--root", str(tmp_path), "--list"])
+    assert capsys.readouterr().out.startswith(f"{NAME}: test MLP -- NOT READY")
+    zoo.main(["--root", str(tmp_path)])  # no names: retrain all
+    out = capsys.readouterr().out
+    assert out.startswith(f"{NAME}: accuracy=") and f"{NAME}.safetensors" in out
+    assert (tmp_path / f"{NAME}.safetensors").exists()
+    zoo.main(["--root", str(tmp_path), "--list", NAME])
+    record = zoo.info(NAME, root=tmp_path)
+    assert capsys.readouterr().out == (
+        f"{NAME}: test MLP -- accuracy={record['metric']['value']:.4f}, "
+        f"{record['params']:,} params, {record['bytes'] / 1e6:.2f} MB\n"
+    )
+    with pytest.raises(SystemExit):
+        zoo.main(["--root", str(tmp_path), "nope"])
+    assert "unknown checkpoint(s) nope" in capsys.readouterr().err
+    monkeypatch.setattr(zoo, "REGISTRY", {})
+    zoo.main(["--root", str(tmp_path)])
+    assert capsys.readouterr().out == "no checkpoints are registered\n"
