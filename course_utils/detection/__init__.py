@@ -1,0 +1,41 @@
+"""Object detection (lesson 03): boxes, losses, metrics, the heads of the main detectors, and the
+small CenterNet detector the lesson trains.
+
+- ``boxes``: formats, IoU, NMS, anchors, the box coder; ``losses``: focal and GIoU losses;
+  ``metrics``: COCO mAP, precision-recall curves, Hungarian matching.
+- Heads: ``two_stage`` (RPN, FPN RoI Align, Faster R-CNN box head), ``one_stage`` (YOLOv1, SSD,
+  RetinaNet, FCOS), ``detr`` (DETR's decoder and set loss), ``centernet``.
+- ``backbone`` (a small ResNet-style backbone with an FPN) and ``detector`` (training and
+  evaluating the lesson's detector).
+"""
+
+from .backbone import *  # noqa: F403
+from .backbone import __all__ as _backbone
+from .boxes import *  # noqa: F403
+from .boxes import __all__ as _boxes
+from .centernet import *  # noqa: F403
+from .centernet import __all__ as _centernet
+from .detector import *  # noqa: F403
+from .detector import __all__ as _detector
+from .detr import *  # noqa: F403
+from .detr import __all__ as _detr
+from .losses import *  # noqa: F403
+from .losses import __all__ as _losses
+from .metrics import *  # noqa: F403
+from .metrics import __all__ as _metrics
+from .one_stage import *  # noqa: F403
+from .one_stage import __all__ as _one_stage
+from .two_stage import *  # noqa: F403
+from .two_stage import __all__ as _two_stage
+
+__all__ = [
+    *_boxes,
+    *_losses,
+    *_metrics,
+    *_one_stage,
+    *_two_stage,
+    *_detr,
+    *_backbone,
+    *_centernet,
+    *_detector,
+]

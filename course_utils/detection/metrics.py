@@ -1,0 +1,234 @@
+"""Evaluating a detector: COCO mean average precision, precision-recall curves, Hungarian matching.
+
+A detection is a *true positive* at IoU threshold ``t`` if it overlaps a ground-truth box of its
+class with IoU ``>= t`` and that box was not already claimed by a higher-scored detection.
+Ranking all detections of a class by score and walking down the list traces a precision-recall
+curve; its area is the average precision (AP). COCO averages AP over 10 thresholds
+(0.50, 0.55, ..., 0.95) and over classes: that is ``map``. ``map_50`` is the single-threshold AP
+of PASCAL VOC, ``map_75`` a strict one that rewards tight boxes.
+
+Inputs follow torchvision's detection models: one dict per image,
+``preds[i] = {"boxes": [D, 4] xyxy, "scores": [D], "labels": [D]}`` and
+``targets[i] = {"boxes": [G, 4] xyxy, "labels": [G]}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from .boxes import _check_boxes, box_iou
+
+__all__ = [
+    "COCO_IOU_THRESHOLDS",
+    "mean_average_precision",
+    "precision_recall_curve",
+    "plot_precision_recall",
+    "hungarian_match",
+]
+
+# COCO's IoU thresholds 0.50, 0.55, ..., 0.95 and the 101 recall levels 0, 0.01, ..., 1 at which
+# it reads each precision-recall curve. Both are float32 torch.linspace grids, as in torchmetrics,
+# so that the results agree exactly: a recall of 4/5 = 0.8 then does not reach the level
+# 0.8000000119 (pycocotools' own float64 grid counts it: at most 1/101 more in one AP).
+COCO_IOU_THRESHOLDS = tuple(torch.linspace(0.5, 0.95, 10).tolist())
+RECALL_LEVELS = torch.linspace(0.0, 1.0, 101).double().numpy()
+
+
+_KEYS = {"preds": ("boxes", "scores", "labels"), "targets": ("boxes", "labels")}
+
+
+def _prepare(preds: Sequence[dict], targets: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """Check the inputs and bring them to the CPU (the matching runs in NumPy)."""
+    if len(preds) != len(targets):
+        raise ValueError(f"got {len(preds)} predictions for {len(targets)} images")
+    prepared = {}
+    for kind, images in (("preds", preds), ("targets", targets)):
+        keys = _KEYS[kind]
+        for i, d in enumerate(images):
+            missing = [k for k in keys if k not in d]
+            if missing:
+                raise ValueError(f"{kind}[{i}] lacks {missing}: expected keys {keys}")
+            _check_boxes(d["boxes"], f"{kind}[{i}]['boxes']")
+            if any(len(d[k]) != len(d["boxes"]) for k in keys):
+                raise ValueError(f"{kind}[{i}]: {keys} must all have one entry per box")
+        prepared[kind] = [{k: d[k].detach().cpu() for k in keys} for d in images]
+    return prepared["preds"], prepared["targets"]
+
+
+def _match_image(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Greedy COCO matching in one image for one class: ``iou [D, G]`` with detections sorted by
+    decreasing score -> ``matched [T, D]`` bool, for every threshold at once.
+
+    The loop over detections cannot be vectorised: whether detection ``d`` is a true positive
+    depends on which ground-truth boxes the better-scored detections already claimed.
+    """
+    num_dets, num_gt = iou.shape
+    matched = np.zeros((len(thresholds), num_dets), dtype=bool)
+    if num_gt == 0:
+        return matched
+    taken = np.zeros((len(thresholds), num_gt), dtype=bool)  # gt claimed, per threshold
+    t_index = np.arange(len(thresholds))
+    needed = np.minimum(thresholds, 1 - 1e-10)[:, None]  # COCO's cap: IoU 1 matches at t = 1
+    for d in range(num_dets):
+        # Unclaimed gt boxes overlapping enough: [T, G]; -1 marks "not a candidate".
+        ok = ~taken & (iou[d] >= needed)
+        candidates = np.where(ok, iou[d], -1.0)
+        # The best candidate; on a tie COCO's loop keeps the *last* gt, so search reversed.
+        best = num_gt - 1 - candidates[:, ::-1].argmax(axis=1)
+        hit = ok.any(axis=1)
+        matched[hit, d] = True
+        taken[t_index[hit], best[hit]] = True
+    return matched
+
+
+def _evaluate_class(
+    preds: Sequence[dict],
+    targets: Sequence[dict],
+    label: int,
+    thresholds: np.ndarray,
+    max_dets: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """All detections of one class over the dataset: ``(scores [D], matched [T, D], num_gt)``."""
+    scores, matched, num_gt = [], [], 0
+    for p, t in zip(preds, targets):
+        gt = t["boxes"][t["labels"] == label].double()
+        mine = p["labels"] == label
+        s = p["scores"][mine].double()
+        # stable sort: equal scores keep their input order, as in COCO (mergesort)
+        order = torch.sort(s, descending=True, stable=True).indices[:max_dets]
+        dets = p["boxes"][mine][order].double()
+        num_gt += len(gt)
+        scores.append(s[order].numpy())
+        matched.append(_match_image(box_iou(dets, gt).numpy(), thresholds))
+    return np.concatenate(scores), np.concatenate(matched, axis=1), num_gt
+
+
+def _average_precision(scores: np.ndarray, matched: np.ndarray, num_gt: int) -> np.ndarray:
+    """COCO's 101-point interpolated AP of one class at every threshold: ``[T]``."""
+    order = np.argsort(-scores, kind="mergesort")
+    tp = np.cumsum(matched[:, order], axis=1, dtype=np.float64)  # [T, D]
+    fp = np.cumsum(~matched[:, order], axis=1, dtype=np.float64)
+    recall = tp / num_gt
+    precision = tp / (tp + fp + np.spacing(1))
+    # The interpolated precision at recall r is the best precision at any recall >= r: a running
+    # maximum from the right makes the curve non-increasing.
+    precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    ap = np.zeros(len(matched))
+    for t in range(len(matched)):
+        # first rank reaching each recall level; levels never reached count as precision 0
+        idx = np.searchsorted(recall[t], RECALL_LEVELS, side="left")
+        reached = idx < recall.shape[1]
+        ap[t] = precision[t, idx[reached]].sum() / len(RECALL_LEVELS)
+    return ap
+
+
+def mean_average_precision(
+    preds: Sequence[dict],
+    targets: Sequence[dict],
+    iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
+    max_detections: int = 100,
+) -> dict:
+    """COCO-style mAP over a dataset (lists of dicts, one per image, see the module docstring).
+
+    Returns ``{"map", "map_50", "map_75"}`` (floats; ``map_50``/``map_75`` are -1 when their
+    threshold is not in ``iou_thresholds``), ``"map_per_class"`` (float64 ``[K]``, AP averaged
+    over the thresholds) and ``"classes"`` (the ``K`` labels seen in preds or targets, sorted).
+
+    As in COCO (``pycocotools``, and ``torchmetrics``' ``MeanAveragePrecision``, which this
+    equals): at most ``max_detections`` best-scored detections per image and class; AP is read at
+    101 recall levels; a class without any ground-truth box is left out of the mean (its AP is
+    -1) and so is the whole mean when there is no ground truth at all.
+    """
+    preds, targets = _prepare(preds, targets)
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64)
+    labels = [d["labels"].long() for d in (*preds, *targets)]
+    classes = torch.cat(labels).unique() if labels else torch.zeros(0, dtype=torch.int64)
+    ap = np.full((len(classes), len(thresholds)), -1.0)  # -1: class without ground truth
+    for k, label in enumerate(classes.tolist()):
+        scores, matched, num_gt = _evaluate_class(preds, targets, label, thresholds, max_detections)
+        if num_gt:
+            ap[k] = _average_precision(scores, matched, num_gt)
+    has_gt = ap[:, 0] >= 0
+
+    def mean(values: np.ndarray) -> float:
+        return float(values[has_gt].mean()) if has_gt.any() else -1.0
+
+    def at(t: float) -> float:
+        hits = np.flatnonzero(np.isclose(thresholds, t))
+        return mean(ap[:, hits[0]]) if len(hits) else -1.0
+
+    return {
+        "map": mean(ap.mean(axis=1)),
+        "map_50": at(0.5),
+        "map_75": at(0.75),
+        "map_per_class": torch.from_numpy(np.where(has_gt, ap.mean(axis=1), -1.0)),
+        "classes": classes,
+    }
+
+
+def precision_recall_curve(
+    preds: Sequence[dict],
+    targets: Sequence[dict],
+    label: int,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw precision-recall curve of class ``label`` at one IoU threshold.
+
+    Returns ``(precision [D], recall [D])``: after the ``k`` best-scored detections of the class
+    (over the whole dataset), the fraction of them that are right and the fraction of the
+    ground-truth boxes found. Empty arrays if the class has no detections; recall is ``nan`` if it
+    has no ground truth.
+    """
+    preds, targets = _prepare(preds, targets)
+    thresholds = np.array([iou_threshold], dtype=np.float64)
+    scores, matched, num_gt = _evaluate_class(preds, targets, label, thresholds, max_detections)
+    hits = matched[0, np.argsort(-scores, kind="mergesort")]
+    tp = np.cumsum(hits, dtype=np.float64)
+    precision = tp / np.arange(1, len(hits) + 1)
+    recall = tp / num_gt if num_gt else np.full(len(hits), np.nan)
+    return precision, recall
+
+
+def plot_precision_recall(
+    precision: np.ndarray, recall: np.ndarray, ax=None, label: str | None = None
+):
+    """Plot a precision-recall curve and its interpolated envelope (what AP integrates).
+
+    Returns the matplotlib ``Axes``.
+    """
+    import matplotlib.pyplot as plt  # lazy: the metrics do not need matplotlib
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4))
+    envelope = np.maximum.accumulate(np.asarray(precision)[::-1])[::-1]
+    (line,) = ax.plot(recall, precision, alpha=0.4, label=f"{label} (raw)" if label else "raw")
+    ax.step(recall, envelope, where="post", color=line.get_color(), label="interpolated")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.set_title("Precision-recall curve")
+    ax.legend(loc="lower left")
+    return ax
+
+
+def hungarian_match(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one-to-one assignment of minimal total cost: ``cost [N, M]`` -> ``(rows, cols)``,
+    int64 ``[min(N, M)]`` each, row ``rows[k]`` matched with column ``cols[k]``, rows increasing.
+
+    DETR uses it to pair its N predictions with the M ground-truth objects (the rest predict
+    "no object"). Solved exactly by ``scipy.optimize.linear_sum_assignment`` (the Hungarian
+    algorithm's modern variant); no gradient flows through the matching, only through the loss
+    computed on the matched pairs.
+    """
+    if not isinstance(cost, torch.Tensor) or cost.ndim != 2:
+        raise ValueError(f"expected a cost matrix [N, M], got {getattr(cost, 'shape', cost)}")
+    if cost.numel() and not torch.isfinite(cost).all():
+        raise ValueError("cost contains NaN or infinite values")
+    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
+    return (
+        torch.as_tensor(rows, dtype=torch.int64, device=cost.device),
+        torch.as_tensor(cols, dtype=torch.int64, device=cost.device),
+    )
