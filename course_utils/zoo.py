@@ -14,12 +14,13 @@ and the torch version. :func:`load` refuses a file whose sha256 does not match t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,10 +164,25 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)  # atomic on the same file system
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one CPU thread, then restore the thread count.
+
+    A sum split over several threads adds its terms in another order, so trained weights would
+    depend on the machine's core count; on one thread they are the same bytes on every CPU.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
     """Train entry ``name`` from scratch, save ``NAME.safetensors`` and its manifest record.
 
-    Same code, same seed, same machine type -> the same bytes (on CPU), so the sha256 in the
+    Same code, same seed, one CPU thread -> the same bytes on any CPU, so the sha256 in the
     manifest documents exactly which weights were shipped. Returns the manifest record.
     """
     entry = _entry(name)
@@ -174,7 +190,8 @@ def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     seed_everything(0)  # the untrained weights are part of the recipe too
     model = entry.build()
-    result = entry.train(model)
+    with one_thread():
+        result = entry.train(model)
 
     dtype = _DTYPES[entry.dtype]
     state = {}
@@ -252,11 +269,26 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def train_digits_classifier(
-    model: nn.Module, *, size: int, epochs: int, lr: float, batch_size: int = 64
+    model: nn.Module,
+    *,
+    size: int,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    cosine: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    max_steps_per_epoch: int | None = None,
 ) -> dict:
-    """Train a classifier on the fixed digits split (``data.digits_split``, seed 0) on the CPU.
+    """Train a classifier on the fixed digits split (``data.digits_split``, seed 0).
 
-    Returns the held-out test accuracy, the number every digits lesson compares against.
+    Returns the held-out test accuracy, the number every digits lesson compares against, and the
+    :class:`~course_utils.train.History` (test loss and accuracy after every epoch, for curves;
+    they are only looked at, never used to pick anything). The zoo trains on the CPU (byte-identical
+    weights); a lesson reuses the very same recipe with ``device``, ``progress`` and, in FAST mode,
+    ``max_steps_per_epoch``. ``cosine=True`` lowers the learning rate from ``lr`` to 0 along a
+    cosine over all steps: the last epochs fine-tune instead of jumping around, so the final
+    weights (the ones shipped) are good ones.
     """
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -267,8 +299,26 @@ def train_digits_classifier(
     shuffle = torch.Generator().manual_seed(0)  # same batches every run: byte-identical weights
     train = DataLoader(TensorDataset(x_train, y_train), batch_size, shuffle=True, generator=shuffle)
     test = DataLoader(TensorDataset(x_test, y_test), batch_size=256)
-    fit(model, train, epochs=epochs, lr=lr, device="cpu", progress=False)
-    return {"metric": "test_accuracy", "value": evaluate(model, test, device="cpu")["accuracy"]}
+    optimizer = scheduler = None  # fit's default: AdamW at a constant lr
+    if cosine:
+        model.to(device)  # the optimizer must hold the parameters where they will be trained
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        steps = epochs * min(len(train), max_steps_per_epoch or len(train))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    history = fit(
+        model,
+        train,
+        test,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        progress=progress,
+        max_steps_per_epoch=max_steps_per_epoch,
+    )
+    accuracy = evaluate(model, test, device=device)["accuracy"]
+    return {"metric": "test_accuracy", "value": accuracy, "history": history}
 
 
 def register_digits_classifier(
@@ -300,6 +350,97 @@ register_digits_classifier(
     size=32,
     epochs=40,
     lr=3e-3,
+)
+
+
+def _minivgg() -> nn.Module:
+    from .models import MiniVGG
+
+    return MiniVGG(num_classes=10, in_channels=1, widths=(32, 64, 128))  # 3 VGG blocks + GAP
+
+
+def _resnet_small() -> nn.Module:
+    from .models import resnet_small
+
+    return resnet_small(num_classes=10, in_channels=1)
+
+
+register_digits_classifier(
+    "minivgg_digits",
+    _minivgg,
+    "MiniVGG (3 VGG blocks, global average pooling) on the digits resized to 16x16 (lesson 02)",
+    size=16,
+    epochs=30,
+    lr=3e-3,
+    cosine=True,
+)
+register_digits_classifier(
+    "resnet_small_digits",
+    _resnet_small,
+    "A small ResNet (3 stages of one basic block) on the digits resized to 16x16 (lesson 02)",
+    size=16,
+    epochs=30,
+    lr=3e-3,
+    cosine=True,
+)
+
+
+def train_detector_digits(
+    model: nn.Module,
+    *,
+    scenes: dict,
+    train_scenes: int,
+    test_scenes: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train a detector on ``train_scenes`` digit scenes (``DigitScenes(**scenes)``) and measure
+    its COCO mAP on ``test_scenes`` held-out scenes, whose handwriting it has never seen.
+
+    Returns ``{"metric": "map_50", "value": ..., "map": ...}`` (``map``: the 0.5:0.95 average).
+    Lesson 03 calls it with ``progress=True`` to retrain the shipped detector in front of you.
+    """
+    from .detection.detector import digit_scenes, evaluate_detector, train_detector
+
+    train = digit_scenes(train_scenes, "train", **scenes)
+    train_detector(
+        model, train, epochs=epochs, lr=lr, batch_size=batch_size, device=device,
+        progress=progress,
+    )  # fmt: skip
+    scores = evaluate_detector(model, digit_scenes(test_scenes, "test", **scenes))
+    return {"metric": "map_50", "value": scores["map_50"], "map": scores["map"]}
+
+
+def _centernet_digits() -> nn.Module:
+    from .detection.centernet import CenterNet
+
+    return CenterNet(num_classes=10)
+
+
+_DETECTOR_RECIPE = {
+    "scenes": {"image_size": 96, "digit_size": [16, 32], "max_digits": 4, "seed": 0},
+    "train_scenes": 1600,
+    "test_scenes": 200,
+    "epochs": 20,
+    "lr": 3e-3,
+    "batch_size": 32,
+}
+register(
+    Entry(
+        name="detector_digits",
+        build=_centernet_digits,
+        train=functools.partial(train_detector_digits, **_DETECTOR_RECIPE),
+        recipe={
+            "model": "CenterNet(num_classes=10): PyramidBackbone + CenterNetHead, stride 4",
+            "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10",
+            "threads": 1,
+        }
+        | _DETECTOR_RECIPE,
+        description="CenterNet detector of the 10 digits in 96x96 digit scenes (lesson 03)",
+    )
 )
 
 

@@ -28,7 +28,10 @@ def make_notebook(path: Path) -> Path:
                 "print(1)", execution_count=3, outputs=[new_output("stream", text="1\n")]
             ),
         ],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, "widgets": {"state": {}}},
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3"},
+            "widgets": {"state": {}},
+        },
     )
     nbformat.write(nb, path)
     return path

@@ -65,7 +65,8 @@ def trained_in_memory():
     """The same model train_checkpoint saved, re-trained here (training is deterministic)."""
     seed_everything(0)
     model = build()
-    train(model)
+    with zoo.one_thread():  # as train_checkpoint does
+        train(model)
     return model.eval()
 
 
