@@ -1,13 +1,8 @@
-import pytest
 import torch
+from exercise_testing import private_cache  # noqa: F401 (fixture)
 
 from course_utils import data, device
 from course_utils.exercises import lesson00, progress
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
 
 
 def test_right_answers_pass_and_are_recorded():

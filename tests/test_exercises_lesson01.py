@@ -1,19 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from exercise_testing import failed, private_cache, stub  # noqa: F401 (fixture)
 
 from course_utils import image
 from course_utils.exercises import lesson01, progress
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-
-
-def stub(*args):
-    raise NotImplementedError
-
 
 # ------------------------------------------------------------------ right answers
 
@@ -82,13 +73,6 @@ def test_stubs_are_not_attempted(name):
 
 
 # ------------------------------------------------------------------ wrong answers and their hints
-
-
-def failed(result, *words):
-    assert result.status == "failed", result
-    for word in words:
-        assert word in result.message, (word, result.message)
-    return True
 
 
 def test_normalized_chw_hints():

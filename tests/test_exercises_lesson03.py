@@ -1,18 +1,8 @@
-import pytest
 import torch
+from exercise_testing import private_cache, stub  # noqa: F401 (fixture)
 
 from course_utils.detection.boxes import batched_nms, box_iou, nms
 from course_utils.exercises import lesson03, progress
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-
-
-def stub(*args):
-    raise NotImplementedError
-
 
 # ------------------------------------------------------------------ right answers
 
