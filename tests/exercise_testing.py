@@ -1,12 +1,9 @@
-"""What every exercise-checker test needs: a private progress file, a stub, a hint assertion."""
+"""What every exercise-checker test needs: a stub, a hint assertion, the two standard checks.
 
-import pytest
+Test modules also mark themselves ``pytest.mark.usefixtures("private_cache")`` (tests/conftest.py).
+"""
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Progress records go to a temporary cache, never to the learner's real one."""
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+from course_utils.exercises import progress
 
 
 def stub(*args):
@@ -20,3 +17,18 @@ def failed(result, *words):
     for word in words:
         assert word in result.message, (word, result.message)
     return True
+
+
+def assert_right_answers_pass(checks):
+    """``checks = {name: (checker, right_answer)}``: every answer passes, and progress() says so."""
+    for check, answer in checks.values():
+        result = check(answer)
+        assert result.passed, result
+    assert {k: v["status"] for k, v in progress().items()} == dict.fromkeys(checks, "passed")
+
+
+def assert_stub_not_attempted(checks, name):
+    """An unstarted exercise is reported and recorded as "not attempted", not as a failure."""
+    check, _ = checks[name]
+    assert check(stub).status == "not attempted"
+    assert progress()[name]["status"] == "not attempted"

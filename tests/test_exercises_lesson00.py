@@ -1,8 +1,10 @@
+import pytest
 import torch
-from exercise_testing import private_cache  # noqa: F401 (fixture)
 
 from course_utils import data, device
 from course_utils.exercises import lesson00, progress
+
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_right_answers_pass_and_are_recorded():

@@ -1,10 +1,13 @@
 import numpy as np
 import pytest
 import torch
-from exercise_testing import failed, private_cache, stub  # noqa: F401 (fixture)
+from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed
 
 from course_utils import image
-from course_utils.exercises import lesson01, progress
+from course_utils.exercises import lesson01
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 
 # ------------------------------------------------------------------ right answers
 
@@ -47,10 +50,7 @@ CHECKS = {
 
 
 def test_right_answers_pass_and_are_recorded():
-    for check, answer in CHECKS.values():
-        result = check(answer)
-        assert result.passed, result
-    assert {k: v["status"] for k, v in progress().items()} == dict.fromkeys(CHECKS, "passed")
+    assert_right_answers_pass(CHECKS)
 
 
 def test_other_right_answers_pass():
@@ -66,10 +66,7 @@ def test_other_right_answers_pass():
 
 @pytest.mark.parametrize("name", list(CHECKS))
 def test_stubs_are_not_attempted(name):
-    check, _ = CHECKS[name]
-    result = check(stub)
-    assert result.status == "not attempted"
-    assert progress()[name]["status"] == "not attempted"
+    assert_stub_not_attempted(CHECKS, name)
 
 
 # ------------------------------------------------------------------ wrong answers and their hints

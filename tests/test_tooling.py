@@ -87,7 +87,8 @@ def test_summary_without_times_fails(tmp_path):
 @pytest.mark.slow
 def test_book_embeds_plots(tmp_path):
     """`make book` = tools/book.py: executed HTML with the figures inside, and an index page."""
-    env = {**os.environ, "COURSE_OFFLINE": "1"}
+    # its exercise cells record progress: keep that out of the learner's real cache
+    env = {**os.environ, "COURSE_OFFLINE": "1", "COURSE_CACHE": str(tmp_path / "cache")}
     nb = ROOT / "notebooks" / "00_start_here.ipynb"
     subprocess.run(
         [sys.executable, str(ROOT / "tools" / "book.py"), "--out", str(tmp_path), str(nb)],
