@@ -1,0 +1,332 @@
+"""course_utils.segmentation: metrics against torchmetrics and hand-computed cases, losses
+(known values, gradients, ignore_index), model output shapes and panoptic id spaces."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+from course_utils.segmentation import (
+    ASPP,
+    BoundaryLoss,
+    CombinedSegmentationLoss,
+    DeepLabV3Plus,
+    DiceLoss,
+    FCN8s,
+    FocalLossSegmentation,
+    MaskHead,
+    MiniUNet,
+    TinyBackbone,
+    UNet,
+    confusion_matrix,
+    mean_iou,
+    panoptic_fusion,
+    pixel_accuracy,
+)
+
+IGNORE = 255
+
+
+def random_case(seed: int, num_classes: int = 4, shape=(2, 6, 7), ignore_fraction: float = 0.0):
+    """Random logits [B, K, H, W] and targets [B, H, W], some pixels set to IGNORE."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(shape[0], num_classes, *shape[1:], generator=g)
+    target = torch.randint(0, num_classes, shape, generator=g)
+    ignored = torch.rand(shape, generator=g) < ignore_fraction
+    return logits, target.masked_fill(ignored, IGNORE)
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("ignore_index", [None, IGNORE])
+def test_metrics_match_torchmetrics(seed, ignore_index):
+    k = 5
+    logits, target = random_case(seed, k, ignore_fraction=0.2 if ignore_index else 0.0)
+    if seed % 2:  # make some classes absent from target and prediction
+        target = torch.where(target == IGNORE, target, target.clamp(max=2))
+        logits[:, 3:] -= 100
+    pred = logits.argmax(1)
+    cm = confusion_matrix(logits, target, k, ignore_index)
+    tm_cm = MulticlassConfusionMatrix(k, ignore_index=ignore_index)(pred, target)
+    assert cm.dtype == torch.int64 and torch.equal(cm, tm_cm)
+
+    result = mean_iou(pred, target, k, ignore_index)
+    tm_macro = MulticlassJaccardIndex(k, average="macro", ignore_index=ignore_index)(pred, target)
+    tm_per_class = MulticlassJaccardIndex(k, average=None, ignore_index=ignore_index)(pred, target)
+    assert result["miou"] == pytest.approx(tm_macro.item(), abs=1e-6)
+    present = ~result["per_class"].isnan()
+    # torchmetrics reports 0 for classes with an empty union; we report nan there.
+    assert torch.allclose(result["per_class"][present].float(), tm_per_class[present], atol=1e-6)
+    assert (tm_per_class[~present] == 0).all()
+
+
+def test_hand_computed_case():
+    target = torch.tensor([[[0, 0, 1], [1, 2, 2]]])
+    pred = torch.tensor([[[0, 1, 1], [1, 2, 0]]])
+    # class 0: inter 1, union 3; class 1: inter 2, union 3; class 2: inter 1, union 2; 3 absent.
+    result = mean_iou(pred, target, num_classes=4)
+    expected = torch.tensor([1 / 3, 2 / 3, 1 / 2], dtype=torch.float64)
+    assert torch.allclose(result["per_class"][:3], expected)
+    assert math.isnan(result["per_class"][3])
+    assert result["miou"] == pytest.approx(float(expected.mean()))
+    assert pixel_accuracy(pred, target) == pytest.approx(4 / 6)
+    assert confusion_matrix(pred, target, 4).tolist() == [
+        [1, 1, 0, 0],
+        [0, 2, 0, 0],
+        [1, 0, 1, 0],
+        [0, 0, 0, 0],
+    ]
+
+
+def test_ignore_index_is_honoured():
+    target = torch.tensor([[[0, 1, IGNORE, IGNORE]]])
+    pred = torch.tensor([[[0, 1, 1, 0]]])  # wrong at ignored pixels only
+    assert pixel_accuracy(pred, target, ignore_index=IGNORE) == 1.0
+    assert mean_iou(pred, target, 2, ignore_index=IGNORE)["miou"] == 1.0
+    assert confusion_matrix(pred, target, 2, ignore_index=IGNORE).sum() == 2
+    assert math.isnan(pixel_accuracy(pred, torch.full_like(target, IGNORE), ignore_index=IGNORE))
+
+
+@pytest.mark.parametrize(
+    "pred, target, match",
+    [
+        (
+            torch.zeros(1, 2, 3, dtype=torch.long),
+            torch.zeros(1, 3, 2, dtype=torch.long),
+            "same shape",
+        ),
+        (torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, dtype=torch.long), "logits"),
+        (torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2), "integer class labels"),
+        (torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 3), r"\[0, 3\)"),
+        (torch.full((1, 2, 2), 7), torch.zeros(1, 2, 2, dtype=torch.long), "pred labels must lie"),
+        (torch.zeros(1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), "integer labels shaped"),
+    ],
+)
+def test_metric_bad_input(pred, target, match):
+    with pytest.raises(ValueError, match=match):
+        mean_iou(pred, target, num_classes=3)
+
+
+def test_unignored_255_is_an_error():
+    target = torch.tensor([[[0, IGNORE]]])
+    with pytest.raises(ValueError, match="ignore_index=None"):
+        confusion_matrix(torch.zeros_like(target), target, 2)
+
+
+# ------------------------------------------------------------------------------------- losses
+
+LOSSES = {
+    "dice": lambda ii: DiceLoss(ignore_index=ii),
+    "focal": lambda ii: FocalLossSegmentation(alpha=torch.tensor([0.2, 0.3, 0.5]), ignore_index=ii),
+    "combined": lambda ii: CombinedSegmentationLoss(ignore_index=ii),
+    "boundary": lambda ii: BoundaryLoss(ignore_index=ii),
+}
+
+
+def blocky_target(batch: int = 2) -> torch.Tensor:
+    """Targets [B, 8, 8] with 3 rectangular regions, so boundaries exist."""
+    t = torch.zeros(batch, 8, 8, dtype=torch.long)
+    t[:, 2:6, 1:5] = 1
+    t[:, 5:, 5:] = 2
+    return t
+
+
+def test_perfect_prediction_has_near_zero_dice_and_boundary_loss():
+    target = blocky_target()
+    logits = F.one_hot(target, 3).permute(0, 3, 1, 2).float() * 50
+    assert DiceLoss()(logits, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert BoundaryLoss()(logits, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert DiceLoss()(-logits, target).item() > 0.9  # every pixel wrong
+
+
+@pytest.mark.parametrize("ignore_index", [None, IGNORE])
+def test_focal_with_gamma_zero_is_cross_entropy(ignore_index):
+    logits, target = random_case(0, 3, ignore_fraction=0.3 if ignore_index else 0.0)
+    focal = FocalLossSegmentation(gamma=0.0, ignore_index=ignore_index)(logits, target)
+    ce = F.cross_entropy(logits, target, ignore_index=ignore_index if ignore_index else -100)
+    assert focal.item() == pytest.approx(ce.item(), rel=1e-5)
+    # gamma > 0 only ever shrinks each pixel's term
+    assert FocalLossSegmentation(gamma=2.0, ignore_index=ignore_index)(logits, target) < focal
+
+
+def test_combined_is_weighted_sum():
+    logits, target = random_case(1, 3, ignore_fraction=0.3)
+    combined = CombinedSegmentationLoss(0.5, 2.0, ignore_index=IGNORE)(logits, target)
+    ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+    dice = DiceLoss(ignore_index=IGNORE)(logits, target)
+    assert combined.item() == pytest.approx((0.5 * ce + 2.0 * dice).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gradients_are_nonzero_and_finite(name, batch):
+    target = blocky_target(batch)
+    logits = torch.randn(
+        batch, 3, 8, 8, generator=torch.Generator().manual_seed(2), requires_grad=True
+    )
+    loss = LOSSES[name](None)(logits, target)
+    loss.backward()
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_ignored_pixels_change_neither_loss_nor_gradient(name):
+    target = blocky_target()
+    target[:, 0, :3] = IGNORE
+    target[1, 4:6, 6] = IGNORE
+    ignored = target == IGNORE
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 8, 8, generator=g)
+    perturbed = logits + 10 * torch.randn(logits.shape, generator=g) * ignored[:, None]
+    results = []
+    for x in (logits, perturbed):
+        x = x.clone().requires_grad_(True)
+        loss = LOSSES[name](IGNORE)(x, target)
+        loss.backward()
+        results.append((loss.detach(), x.grad))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert torch.allclose(grad_a, grad_b, atol=1e-6)
+    assert (grad_a * ignored[:, None]).abs().sum() == 0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_reject_bad_targets(name):
+    loss = LOSSES[name](None)
+    logits = torch.randn(1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        loss(logits, torch.full((1, 4, 4), IGNORE))
+    with pytest.raises(ValueError, match=r"target \[B, H, W\]"):
+        loss(logits, torch.zeros(1, 4, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_all_ignored_batch_gives_zero_loss(name):
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = LOSSES[name](IGNORE)(logits, torch.full((1, 4, 4), IGNORE))
+    loss.backward()
+    assert loss.item() == 0.0 and (logits.grad == 0).all()
+
+
+# ------------------------------------------------------------------------------------- models
+
+
+def assert_gradient_reaches(model: torch.nn.Module, out: torch.Tensor) -> None:
+    out.square().mean().backward()
+    first = next(p for p in model.parameters() if p.dim() == 4)
+    assert first.grad is not None and first.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size", [(16, 16), (13, 19)])
+def test_mini_unet_shapes_and_gradient(size):
+    model = MiniUNet(in_channels=1, num_classes=3, base=4)
+    out = model(torch.randn(2, 1, *size))
+    assert out.shape == (2, 3, *size)
+    assert_gradient_reaches(model, out)
+
+
+@pytest.mark.parametrize("bilinear", [True, False])
+@pytest.mark.parametrize("size", [(16, 16), (17, 23)])
+def test_unet_shapes_and_gradient(bilinear, size):
+    model = UNet(in_channels=2, num_classes=4, base=4, depth=3, bilinear=bilinear)
+    out = model(torch.randn(1, 2, *size))
+    assert out.shape == (1, 4, *size)
+    assert_gradient_reaches(model, out)
+
+
+def test_unet_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 4"):
+        MiniUNet(base=4)(torch.randn(1, 3, 3, 8))
+    model = UNet(in_channels=3, base=4, depth=3)
+    with pytest.raises(ValueError, match="at least 8"):
+        model(torch.randn(1, 3, 7, 16))
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        model(torch.randn(1, 1, 16, 16))
+
+
+def test_aspp_keeps_size_and_uses_image_context():
+    model = ASPP(8, 6, rates=(1, 2))
+    x = torch.randn(1, 8, 5, 7)
+    out = model(x)
+    assert out.shape == (1, 6, 5, 7)
+    assert_gradient_reaches(model, out)
+    model.eval()  # with batch norm frozen, a far-away pixel still changes the output via pooling
+    far = x.clone()
+    far[..., 0, 0] += 5
+    assert not torch.allclose(model(x)[..., -1, -1], model(far)[..., -1, -1])
+
+
+def test_tiny_backbone_strides():
+    x = torch.randn(1, 3, 64, 64)
+    assert [f.shape[-1] for f in TinyBackbone()(x)] == [16, 8, 4, 2]
+    assert [f.shape[-1] for f in TinyBackbone(dilate_last=True)(x)] == [16, 8, 4, 4]
+
+
+@pytest.mark.parametrize("make", [lambda: FCN8s(5), lambda: DeepLabV3Plus(5, aspp_channels=16)])
+@pytest.mark.parametrize("size", [(32, 32), (37, 29)])
+def test_fcn_and_deeplab_shapes_and_gradient(make, size):
+    model = make()
+    out = model(torch.randn(2, 3, *size))
+    assert out.shape == (2, 5, *size)
+    assert_gradient_reaches(model, out)
+
+
+def test_mask_head():
+    model = MaskHead(in_channels=8, num_classes=3, hidden=8)
+    out = model(torch.randn(4, 8, 14, 14))
+    assert out.shape == (4, 3, 28, 28)
+    assert_gradient_reaches(model, out)
+    with pytest.raises(ValueError, match=r"\[B, 8, H, W\]"):
+        model(torch.randn(8, 14, 14))
+
+
+# ----------------------------------------------------------------------------------- panoptic
+
+
+def test_panoptic_fusion_known_case():
+    # classes: 0 sky (stuff), 1 person (thing), 2 road (stuff)
+    semantic = torch.tensor([[0, 0, 1, 1], [2, 2, 1, 1], [2, 2, 1, 1]])
+    masks = torch.zeros(3, 3, 4, dtype=torch.bool)
+    masks[0, :, 2] = True  # person A, column 2
+    masks[1, :2, 2:] = True  # person B, mostly hidden by A: 2 of its 4 pixels are free
+    masks[2, 2, :] = True  # low score: dropped
+    scores = torch.tensor([0.9, 0.8, 0.3])
+    labels = torch.tensor([1, 1, 1])
+    pan = panoptic_fusion(semantic, masks, scores, labels, thing_classes=[1])
+    assert pan.tolist() == [[0, 0, 1001, 1002], [2000, 2000, 1001, 1002], [2000, 2000, 1001, -1]]
+    strict = panoptic_fusion(semantic, masks, scores, labels, [1], overlap_threshold=0.6)
+    assert strict[0, 3] == -1  # person B now counts as hidden
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_panoptic_ids_never_collide(seed):
+    g = torch.Generator().manual_seed(seed)
+    num_classes, things, div = 6, [1, 2, 4], 1000
+    semantic = torch.randint(0, num_classes, (12, 12), generator=g)
+    masks = torch.rand(8, 12, 12, generator=g) < 0.3
+    labels = torch.tensor(things)[torch.randint(0, 3, (8,), generator=g)]
+    scores = torch.rand(8, generator=g)
+    pan = panoptic_fusion(semantic, masks, scores, labels, things, overlap_threshold=0.1)
+    seg = pan[pan >= 0]
+    classes, instances = seg // div, seg % div
+    is_thing = torch.isin(classes, torch.tensor(things))
+    assert (instances[is_thing] > 0).all() and (instances[~is_thing] == 0).all()
+    stuff_pixels = pan % div == 0
+    assert torch.equal(pan[stuff_pixels] // div, semantic[stuff_pixels])  # stuff keeps its class
+    assert instances.max() > 0  # some instance was kept
+
+
+def test_panoptic_fusion_bad_input():
+    semantic = torch.zeros(4, 4, dtype=torch.long)
+    masks = torch.ones(1, 4, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="thing classes"):
+        panoptic_fusion(semantic, masks, torch.tensor([0.9]), torch.tensor([3]), [1])
+    with pytest.raises(ValueError, match=r"\[N, H, W\]"):
+        panoptic_fusion(semantic, masks[:, :3], torch.tensor([0.9]), torch.tensor([1]), [1])
+    with pytest.raises(ValueError, match="instance_scores"):
+        panoptic_fusion(semantic, masks, torch.tensor([0.9, 0.1]), torch.tensor([1]), [1])
