@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import roi_align
 
 __all__ = [
     "confusion_matrix",
@@ -45,7 +46,15 @@ __all__ = [
     "FCN8s",
     "DeepLabV3Plus",
     "MaskHead",
+    "mask_targets",
+    "mask_loss",
+    "paste_masks",
+    "InstanceSegmenter",
     "panoptic_fusion",
+    "scene_masks",
+    "train_segmenter",
+    "segment",
+    "evaluate_segmenter",
 ]
 
 
@@ -693,6 +702,128 @@ class MaskHead(nn.Module):
         return self.predictor(self.upsample(self.convs(rois)))
 
 
+def mask_targets(masks: torch.Tensor, boxes: torch.Tensor, size: int = 28) -> torch.Tensor:
+    """What the mask head should predict in each box: the instance masks [K, H, W] cut out by
+    their boxes [K, 4] (xyxy, pixel edges) and resampled to [K, size, size], 1.0 inside the object.
+
+    RoIAlign does the cutting with bilinear sampling (``aligned=True``: box coordinates are pixel
+    edges, as in :class:`~course_utils.data.DigitScenes`); the result is thresholded at 0.5.
+    """
+    if masks.dim() != 3 or boxes.shape != (len(masks), 4):
+        raise ValueError(
+            f"expected masks [K, H, W] and boxes [K, 4], got {tuple(masks.shape)} and "
+            f"{tuple(boxes.shape)}"
+        )
+    rois = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype)[:, None], boxes], dim=1)
+    cut = roi_align(masks[:, None].float(), rois, size, sampling_ratio=2, aligned=True)
+    return (cut[:, 0] >= 0.5).float()
+
+
+def mask_loss(
+    mask_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Mask R-CNN's mask loss: binary cross-entropy on the map of each RoI's own class only.
+
+    Args:
+        mask_logits: [R, K, S, S] (:class:`MaskHead` output).
+        labels: [R] classes in 1..K (0 is the background and has no map).
+        targets: [R, S, S] in {0, 1} (:func:`mask_targets`).
+    """
+    if len(mask_logits) == 0:
+        return mask_logits.sum() * 0.0  # no object in the batch: a zero that keeps the graph
+    own = mask_logits[torch.arange(len(labels)), labels.long() - 1]  # [R, S, S]
+    return F.binary_cross_entropy_with_logits(own, targets)
+
+
+def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
+    """Put each box's mask back into the image: [N, S, S] in [0, 1] and boxes [N, 4] -> [N, H, W].
+
+    Every image pixel inside box ``n`` reads mask ``n`` (bilinear) at its own position relative to
+    the box; pixels outside read zeros. One ``grid_sample`` does all masks at once. (torchvision's
+    ``paste_masks_in_image`` resizes each mask to the rounded box instead: the same picture up to
+    sub-pixel rounding at the edges.)
+    """
+    height, width = image_size
+    if masks.dim() != 3 or boxes.shape != (len(masks), 4):
+        raise ValueError(
+            f"expected masks [N, S, S] and boxes [N, 4], got {tuple(masks.shape)} and "
+            f"{tuple(boxes.shape)}"
+        )
+    if len(masks) == 0:
+        return masks.new_zeros(0, height, width)
+    x = torch.arange(width, device=masks.device) + 0.5  # pixel centres
+    y = torch.arange(height, device=masks.device) + 0.5
+    x1, y1, x2, y2 = (boxes[:, i, None].float() for i in range(4))  # [N, 1] each
+    # box edges -> -1 and +1, grid_sample's coordinates for the mask's outer edges
+    gx = (2 * (x - x1) / (x2 - x1).clamp(min=1e-6) - 1)[:, None, :].expand(-1, height, -1)
+    gy = (2 * (y - y1) / (y2 - y1).clamp(min=1e-6) - 1)[:, :, None].expand(-1, -1, width)
+    grid = torch.stack((gx, gy), dim=-1)  # [N, H, W, 2]
+    pasted = F.grid_sample(masks[:, None].float(), grid, align_corners=False, padding_mode="zeros")
+    return pasted[:, 0]
+
+
+class InstanceSegmenter(nn.Module):
+    """Instance segmentation = detection + a mask per box (Mask R-CNN's idea, on the course's
+    :class:`~course_utils.detection.CenterNet`).
+
+    The detector finds the boxes; :func:`~torchvision.ops.roi_align` cuts its stride-4 feature map
+    to a ``roi_size x roi_size`` grid inside each box; :class:`MaskHead` turns every grid into
+    ``num_classes`` mask logits at twice that size, of which the detected class's is kept. The
+    detector is frozen (its weights do not train and its batch norms stay in ``eval()`` mode): only
+    the mask head learns, on the ground-truth boxes.
+
+    * ``model(images, targets)`` in ``train()`` mode -> ``{"mask": loss}`` (targets need
+      ``"boxes"``, ``"labels"`` and ``"masks"`` as given by ``DigitScenes``);
+    * ``model(images)`` in ``eval()`` mode -> the detector's dicts plus ``"masks"``
+      [N, 1, H, W] probabilities, torchvision's Mask R-CNN format.
+    """
+
+    def __init__(
+        self, detector: nn.Module, hidden: int = 64, num_convs: int = 4, roi_size: int = 14
+    ):
+        super().__init__()
+        self.detector = detector.requires_grad_(False)
+        self.mask_head = MaskHead(
+            detector.backbone.out_channels, detector.num_classes, hidden, num_convs
+        )
+        self.roi_size = roi_size
+
+    def train(self, mode: bool = True) -> InstanceSegmenter:
+        super().train(mode)
+        self.detector.eval()  # frozen: batch statistics of mask-training batches must not leak in
+        return self
+
+    def _mask_logits(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """RoIAlign in every box of every image, then the mask head: [R, K, 2 S, 2 S]."""
+        rois = roi_align(
+            features, [b.float() for b in boxes], self.roi_size,
+            spatial_scale=1 / self.detector.stride, sampling_ratio=2, aligned=True,
+        )  # fmt: skip
+        return self.mask_head(rois)
+
+    def forward(self, images, targets: list[dict] | None = None):
+        images = torch.stack(list(images)) if isinstance(images, (list, tuple)) else images
+        with torch.no_grad():
+            features = self.detector.backbone(images)[0]
+        if self.training:
+            if targets is None or len(targets) != len(images):
+                raise ValueError("in train() mode the model needs one target per image")
+            logits = self._mask_logits(features, [t["boxes"] for t in targets])
+            size = logits.shape[-1]
+            labels = torch.cat([t["labels"] for t in targets])
+            goal = torch.cat([mask_targets(t["masks"], t["boxes"], size) for t in targets])
+            return {"mask": mask_loss(logits, labels, goal)}
+        with torch.no_grad():
+            detections = self.detector.decode(self.detector.head(features), images.shape[-2:])
+            logits = self._mask_logits(features, [d["boxes"] for d in detections])
+            probs = logits[
+                torch.arange(len(logits)), torch.cat([d["labels"] for d in detections]) - 1
+            ].sigmoid()
+            for d, p in zip(detections, probs.split([len(d["boxes"]) for d in detections])):
+                d["masks"] = paste_masks(p, d["boxes"], images.shape[-2:])[:, None]
+        return detections
+
+
 # --------------------------------------------------------------------------------------------
 # Panoptic segmentation
 # --------------------------------------------------------------------------------------------
@@ -783,3 +914,97 @@ def panoptic_fusion(
     stuff = ~taken & ~torch.isin(semantic, things)
     panoptic[stuff] = semantic[stuff].long() * label_divisor
     return panoptic
+
+
+# --------------------------------------------------------------------------------------------
+# Training and evaluating a semantic segmenter on the digit scenes
+# --------------------------------------------------------------------------------------------
+
+
+def scene_masks(num_scenes: int, split: str = "train", **scene_kwargs) -> list[tuple]:
+    """``num_scenes`` :class:`~course_utils.data.DigitScenes` as ``(image [3, S, S] float,
+    semantic mask [S, S] int64)`` pairs (0 = background, digit d = d + 1), generated once.
+
+    Drawing a scene costs about as much as a training step on it: keeping them in memory makes
+    every epoch after the first cheaper.
+    """
+    from .data import DigitScenes
+
+    scenes = DigitScenes(num_scenes, split=split, **scene_kwargs)
+    return [
+        (image, target["semantic_mask"]) for image, target in (scenes[i] for i in range(num_scenes))
+    ]
+
+
+def train_segmenter(
+    model: nn.Module,
+    pairs,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 32,
+    weight_decay: float = 1e-4,
+    loss_fn: nn.Module | None = None,
+    max_steps_per_epoch: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+):
+    """Train ``model`` in place on ``(image, mask)`` pairs with AdamW, a one-cycle learning rate
+    (warm-up over the first 20 % of steps) and ``loss_fn`` (default: cross-entropy + dice).
+
+    Batches are shuffled by a generator seeded with 0: on the CPU the same call gives the same
+    weights. Returns the :class:`~course_utils.train.History` (loss and pixel accuracy per epoch).
+    """
+    from torch.utils.data import DataLoader
+
+    from .train import fit
+
+    shuffle = torch.Generator().manual_seed(0)
+    loader = DataLoader(pairs, batch_size, shuffle=True, drop_last=True, generator=shuffle)
+    steps = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.2
+    )
+    return fit(
+        model,
+        loader,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=loss_fn if loss_fn is not None else CombinedSegmentationLoss(),
+        device=device,
+        max_steps_per_epoch=max_steps_per_epoch,
+        progress=progress,
+    )
+
+
+@torch.no_grad()
+def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
+    """Label maps [N, H, W] (int64, on the CPU) of ``model`` (switched to ``eval()``) on images
+    [N, C, H, W], ``batch_size`` at a time."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat(
+        [
+            model(images[i : i + batch_size].to(device)).argmax(1).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+def evaluate_segmenter(model: nn.Module, pairs, num_classes: int) -> dict:
+    """Scores of ``model`` on ``(image, mask)`` pairs with ``num_classes`` classes, counted over
+    all their pixels together (the dataset-level IoU benchmarks report, not a mean of per-image
+    IoUs).
+
+    Returns ``{"miou", "per_class", "pixel_accuracy", "foreground_iou"}``: ``miou`` and
+    ``per_class`` as in :func:`mean_iou`; ``foreground_iou`` is the IoU of "any object" (label > 0)
+    against background, which asks only *where* the objects are, not *which* they are.
+    """
+    images = torch.stack([image for image, _ in pairs])
+    target = torch.stack([mask for _, mask in pairs])
+    pred = segment(model, images)
+    scores = mean_iou(pred, target, num_classes)
+    foreground = mean_iou((pred > 0).long(), (target > 0).long(), 2)["per_class"][1].item()
+    return scores | {"pixel_accuracy": pixel_accuracy(pred, target), "foreground_iou": foreground}

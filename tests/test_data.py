@@ -463,3 +463,37 @@ def test_bad_inputs_raise_clear_errors():
         data.cifar10(fallback="mnist")
     with pytest.raises(ValueError, match="per_class"):
         make_image_folder(per_class=0)
+
+
+# ------------------------------------------------------------------------------------- circles
+
+
+def test_circle_mask_known_case():
+    mask = data.circle_mask(5, cx=2.5, cy=2.5, r=1.2)  # only pixel (2, 2) and its 4 neighbours
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    expected[2, 1:4] = expected[1:4, 2] = True
+    assert torch.equal(mask, expected)
+    # centred on a pixel corner, r = 0.7: the four nearest centres lie 0.707 away, outside
+    assert not data.circle_mask(5, 2.0, 2.0, 0.7).any()
+
+
+def test_circles_are_deterministic_and_consistent():
+    images, masks = data.circles(12, size=32, seed=3)
+    assert images.shape == (12, 3, 32, 32) and images.dtype == torch.float32
+    assert masks.shape == (12, 32, 32) and masks.dtype == torch.int64
+    assert 0 <= images.min() and images.max() <= 1
+    assert set(masks.unique().tolist()) == {0, 1}
+    again, again_masks = data.circles(12, size=32, seed=3)
+    assert torch.equal(images, again) and torch.equal(masks, again_masks)
+    assert not torch.equal(masks, data.circles(12, size=32, seed=4)[1])
+    for image, mask in zip(images, masks):  # the two colours differ by >= 0.5 before noise
+        inside = image[:, mask == 1].mean(1)
+        outside = image[:, mask == 0].mean(1)
+        assert torch.linalg.vector_norm(inside - outside) > 0.35
+
+
+def test_circles_bad_input():
+    with pytest.raises(ValueError, match="size"):
+        data.circles(4, size=4)
+    with pytest.raises(ValueError, match="num_images"):
+        data.circles(0)

@@ -16,14 +16,22 @@ from course_utils.segmentation import (
     DiceLoss,
     FCN8s,
     FocalLossSegmentation,
+    InstanceSegmenter,
     MaskHead,
     MiniUNet,
     TinyBackbone,
     UNet,
     confusion_matrix,
+    evaluate_segmenter,
+    mask_loss,
+    mask_targets,
     mean_iou,
     panoptic_fusion,
+    paste_masks,
     pixel_accuracy,
+    scene_masks,
+    segment,
+    train_segmenter,
 )
 
 IGNORE = 255
@@ -283,6 +291,153 @@ def test_mask_head():
     assert_gradient_reaches(model, out)
     with pytest.raises(ValueError, match=r"\[B, 8, H, W\]"):
         model(torch.randn(8, 14, 14))
+
+
+# ---------------------------------------------------------------------------- instance masks
+
+
+def test_mask_targets_cut_the_mask_by_its_box():
+    masks = torch.zeros(2, 20, 20, dtype=torch.uint8)
+    masks[0, 4:12, 2:10] = 1  # fills its box
+    masks[1, 0:10, 10:14] = 1  # left half of the box x 10..18, y 0..10
+    boxes = torch.tensor([[2.0, 4.0, 10.0, 12.0], [10.0, 0.0, 18.0, 10.0]])
+    cut = mask_targets(masks, boxes, size=8)
+    assert cut.shape == (2, 8, 8)
+    assert torch.equal(cut[0], torch.ones(8, 8))
+    expected = torch.zeros(8, 8)
+    expected[:, :4] = 1
+    assert torch.equal(cut[1], expected)
+    with pytest.raises(ValueError, match=r"boxes \[K, 4\]"):
+        mask_targets(masks, boxes[:1])
+
+
+def test_paste_masks_fills_exactly_the_box():
+    boxes = torch.tensor([[3.0, 5.0, 11.0, 9.0], [0.0, 0.0, 20.0, 16.0]])
+    pasted = paste_masks(torch.ones(2, 28, 28), boxes, (16, 20))
+    assert pasted.shape == (2, 16, 20)
+    expected = torch.zeros(16, 20, dtype=torch.bool)
+    expected[5:9, 3:11] = True
+    assert torch.equal(pasted[0] > 0.5, expected)
+    assert (pasted[1] > 0.5).all()  # the whole image
+    assert paste_masks(torch.ones(0, 28, 28), torch.zeros(0, 4), (16, 20)).shape == (0, 16, 20)
+
+
+def test_paste_masks_agrees_with_torchvision_and_inverts_mask_targets():
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from course_utils.data import DigitScenes
+
+    _, target = DigitScenes(8, image_size=96, digit_size=(16, 32), split="test")[0]
+    masks, boxes = target["masks"], target["boxes"]
+    cut = mask_targets(masks, boxes, size=28)
+    ours = paste_masks(cut, boxes, (96, 96)) > 0.5
+    theirs = paste_masks_in_image(cut[:, None], boxes, (96, 96))[:, 0] > 0.5
+    for o, t, g in zip(ours, theirs, masks.bool()):
+        assert iou(o, t) > 0.9  # the same picture up to rounding at the box edges
+        assert iou(o, g) > 0.85  # 28 x 28 keeps the digit's shape
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_mask_loss_uses_only_the_labelled_class():
+    logits = torch.randn(3, 4, 6, 6, requires_grad=True)
+    labels = torch.tensor([1, 4, 2])
+    targets = (torch.rand(3, 6, 6) > 0.5).float()
+    loss = mask_loss(logits, labels, targets)
+    own = torch.stack([logits[0, 0], logits[1, 3], logits[2, 1]])
+    assert torch.allclose(loss, F.binary_cross_entropy_with_logits(own, targets))
+    loss.backward()
+    touched = logits.grad.abs().sum((2, 3)) > 0
+    assert touched.tolist() == [
+        [True, False, False, False], [False, False, False, True], [False, True, False, False]
+    ]  # fmt: skip
+    empty = mask_loss(
+        torch.zeros(0, 4, 6, 6, requires_grad=True), torch.zeros(0), torch.zeros(0, 6, 6)
+    )
+    assert empty.item() == 0 and empty.requires_grad
+
+
+def test_instance_segmenter_trains_only_its_mask_head():
+    from course_utils.data import DigitScenes
+    from course_utils.detection import CenterNet
+
+    torch.manual_seed(0)
+    scenes = DigitScenes(2, image_size=64, digit_size=(16, 24))
+    images = [scenes[i][0] for i in range(2)]
+    targets = [scenes[i][1] for i in range(2)]
+    model = InstanceSegmenter(
+        CenterNet(num_classes=10, channels=16, widths=(8, 8, 16, 16)), hidden=8
+    )
+    detector_before = {k: v.clone() for k, v in model.detector.state_dict().items()}
+    model.train()
+    assert not model.detector.training  # frozen batch norms
+    losses = model(images, targets)
+    assert set(losses) == {"mask"} and losses["mask"].item() > 0
+    losses["mask"].backward()
+    assert all(p.grad is None for p in model.detector.parameters())
+    assert all(p.grad is not None for p in model.mask_head.parameters())
+    for k, v in model.detector.state_dict().items():  # running statistics did not move either
+        assert torch.equal(v, detector_before[k]), k
+    model.eval()
+    model.detector.score_threshold = 0.0  # untrained: keep the top 100 guesses anyway
+    outputs = model(images)
+    for out in outputs:
+        n = len(out["boxes"])
+        assert n == 100
+        assert out["masks"].shape == (n, 1, 64, 64)
+        assert 0 <= out["masks"].min() and out["masks"].max() <= 1
+        outside = paste_masks(torch.ones(n, 28, 28), out["boxes"], (64, 64))[:, None] < 0.5
+        assert (out["masks"][outside] == 0).all()  # nothing leaks out of its box
+    with pytest.raises(ValueError, match="one target per image"):
+        model.train()(images)
+
+
+# ------------------------------------------------------------------ training on digit scenes
+
+
+class Constant(torch.nn.Module):
+    """A 'model' that always predicts class ``label``."""
+
+    def __init__(self, label: int, num_classes: int):
+        super().__init__()
+        self.label, self.num_classes = label, num_classes
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), self.num_classes, *x.shape[-2:])
+        logits[:, self.label] = 1
+        return logits
+
+
+def test_evaluate_segmenter_scores_a_known_prediction():
+    pairs = scene_masks(3, "test", image_size=32, digit_size=(10, 14))
+    target = torch.stack([m for _, m in pairs])
+    scores = evaluate_segmenter(Constant(0, 11), pairs, num_classes=11)
+    background = float((target == 0).float().mean())
+    assert scores["pixel_accuracy"] == pytest.approx(background)
+    assert scores["foreground_iou"] == 0
+    present = len(target.unique())  # every present class has a union; only background has IoU > 0
+    assert scores["miou"] == pytest.approx(background / present)
+    assert segment(Constant(3, 11), torch.stack([p[0] for p in pairs])).eq(3).all()
+
+
+def test_train_segmenter_learns_and_is_deterministic():
+    pairs = scene_masks(16, "train", image_size=32, digit_size=(10, 14))
+
+    def run():
+        torch.manual_seed(0)
+        model = MiniUNet(3, 11, base=4)
+        history = train_segmenter(
+            model, pairs, epochs=3, lr=1e-2, batch_size=8, device="cpu", progress=False
+        )
+        return model, history
+
+    (a, history), (b, _) = run(), run()
+    assert history.train_loss[-1] < history.train_loss[0]
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
 
 
 # ----------------------------------------------------------------------------------- panoptic

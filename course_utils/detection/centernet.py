@@ -246,10 +246,14 @@ class CenterNet(nn.Module):
             if len(targets) != len(images):
                 raise ValueError(f"got {len(targets)} targets for {len(images)} images")
             return centernet_loss(outputs, targets, self.stride)
+        return self.decode(outputs, images.shape[-2:])
+
+    def decode(self, outputs: dict[str, torch.Tensor], image_size) -> list[dict[str, torch.Tensor]]:
+        """:func:`centernet_decode` of the head's maps with this model's settings."""
         return centernet_decode(
             outputs,
             self.stride,
-            images.shape[-2:],
+            image_size,
             k=self.max_detections,
             score_threshold=self.score_threshold,
             peak_kernel=self.peak_kernel,

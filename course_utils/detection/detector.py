@@ -22,16 +22,19 @@ from .metrics import mean_average_precision
 __all__ = ["digit_scenes", "detection_step", "train_detector", "detect", "evaluate_detector"]
 
 
-def digit_scenes(num_scenes: int, split: str = "train", **scene_kwargs) -> list[tuple]:
+def digit_scenes(
+    num_scenes: int, split: str = "train", keys: Sequence[str] = ("boxes", "labels"), **scene_kwargs
+) -> list[tuple]:
     """``num_scenes`` :class:`~course_utils.data.DigitScenes`, generated once and kept in memory
     as ``(image [3, S, S], {"boxes" [K, 4], "labels" [K]})`` pairs.
 
     Drawing a scene costs about as much as a training step on it: generating them once instead of
-    once per epoch makes training much faster. Only the keys a detector trains on are kept.
+    once per epoch makes training much faster. Only the target ``keys`` a detector trains on are
+    kept (add ``"masks"`` for instance segmentation).
     """
     scenes = DigitScenes(num_scenes, split=split, **scene_kwargs)
     return [
-        (image, {"boxes": target["boxes"], "labels": target["labels"]})
+        (image, {k: target[k] for k in keys})
         for image, target in (scenes[i] for i in range(num_scenes))
     ]
 

@@ -25,6 +25,7 @@ from .boxes import _check_boxes, box_iou
 __all__ = [
     "COCO_IOU_THRESHOLDS",
     "mean_average_precision",
+    "mask_iou",
     "precision_recall_curve",
     "plot_precision_recall",
     "hungarian_match",
@@ -38,24 +39,52 @@ COCO_IOU_THRESHOLDS = tuple(torch.linspace(0.5, 0.95, 10).tolist())
 RECALL_LEVELS = torch.linspace(0.0, 1.0, 101).double().numpy()
 
 
-_KEYS = {"preds": ("boxes", "scores", "labels"), "targets": ("boxes", "labels")}
+_GEOMETRY = {"bbox": "boxes", "segm": "masks"}  # COCO's iou_type -> the key it compares
 
 
-def _prepare(preds: Sequence[dict], targets: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every pair of masks: ``a [N, H, W]``, ``b [M, H, W]`` (bool)
+    -> ``[N, M]``; two empty masks have IoU 0. With masks flattened to rows of 0s and 1s, all
+    the intersections are one matrix product."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+def _as_masks(masks: torch.Tensor, where: str) -> torch.Tensor:
+    """``[N, H, W]`` or torchvision's ``[N, 1, H, W]``, bool or probabilities -> bool ``[N, H, W]``."""
+    if masks.dim() == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.dim() != 3:
+        raise ValueError(
+            f"{where} must be masks [N, H, W] or [N, 1, H, W], got {tuple(masks.shape)}"
+        )
+    return masks > 0.5 if masks.is_floating_point() else masks.bool()
+
+
+def _prepare(
+    preds: Sequence[dict], targets: Sequence[dict], geometry: str = "boxes"
+) -> tuple[list[dict], list[dict]]:
     """Check the inputs and bring them to the CPU (the matching runs in NumPy)."""
     if len(preds) != len(targets):
         raise ValueError(f"got {len(preds)} predictions for {len(targets)} images")
     prepared = {}
     for kind, images in (("preds", preds), ("targets", targets)):
-        keys = _KEYS[kind]
+        keys = (geometry, "scores", "labels") if kind == "preds" else (geometry, "labels")
         for i, d in enumerate(images):
             missing = [k for k in keys if k not in d]
             if missing:
                 raise ValueError(f"{kind}[{i}] lacks {missing}: expected keys {keys}")
-            _check_boxes(d["boxes"], f"{kind}[{i}]['boxes']")
-            if any(len(d[k]) != len(d["boxes"]) for k in keys):
-                raise ValueError(f"{kind}[{i}]: {keys} must all have one entry per box")
+            where = f"{kind}[{i}]['{geometry}']"
+            if geometry == "boxes":
+                _check_boxes(d["boxes"], where)
+            if any(len(d[k]) != len(d[geometry]) for k in keys):
+                raise ValueError(f"{kind}[{i}]: {keys} must all have one entry per object")
         prepared[kind] = [{k: d[k].detach().cpu() for k in keys} for d in images]
+        if geometry == "masks":
+            for i, d in enumerate(prepared[kind]):
+                d["masks"] = _as_masks(d["masks"], f"{kind}[{i}]['masks']")
     return prepared["preds"], prepared["targets"]
 
 
@@ -95,15 +124,17 @@ def _evaluate_class(
     """All detections of one class over the dataset: ``(scores [D], matched [T, D], num_gt)``."""
     scores, matched, num_gt = [], [], 0
     for p, t in zip(preds, targets):
-        gt = t["boxes"][t["labels"] == label].double()
+        geometry = "masks" if "masks" in t else "boxes"
+        gt = t[geometry][t["labels"] == label]
         mine = p["labels"] == label
         s = p["scores"][mine].double()
         # stable sort: equal scores keep their input order, as in COCO (mergesort)
         order = torch.sort(s, descending=True, stable=True).indices[:max_dets]
-        dets = p["boxes"][mine][order].double()
+        dets = p[geometry][mine][order]
         num_gt += len(gt)
         scores.append(s[order].numpy())
-        matched.append(_match_image(box_iou(dets, gt).numpy(), thresholds))
+        iou = mask_iou(dets, gt) if geometry == "masks" else box_iou(dets.double(), gt.double())
+        matched.append(_match_image(iou.numpy(), thresholds))
     return np.concatenate(scores), np.concatenate(matched, axis=1), num_gt
 
 
@@ -131,8 +162,13 @@ def mean_average_precision(
     targets: Sequence[dict],
     iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
     max_detections: int = 100,
+    iou_type: str = "bbox",
 ) -> dict:
     """COCO-style mAP over a dataset (lists of dicts, one per image, see the module docstring).
+
+    ``iou_type="segm"`` scores instance segmentation instead: detections and ground truth are
+    matched by the IoU of their ``"masks"`` (``[N, H, W]`` bool, or torchvision's ``[N, 1, H, W]``
+    probabilities, thresholded at 0.5) instead of their boxes; the rest is the same.
 
     Returns ``{"map", "map_50", "map_75"}`` (floats; ``map_50``/``map_75`` are -1 when their
     threshold is not in ``iou_thresholds``), ``"map_per_class"`` (float64 ``[K]``, AP averaged
@@ -143,7 +179,9 @@ def mean_average_precision(
     101 recall levels; a class without any ground-truth box is left out of the mean (its AP is
     -1) and so is the whole mean when there is no ground truth at all.
     """
-    preds, targets = _prepare(preds, targets)
+    if iou_type not in _GEOMETRY:
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    preds, targets = _prepare(preds, targets, _GEOMETRY[iou_type])
     thresholds = np.asarray(iou_thresholds, dtype=np.float64)
     labels = [d["labels"].long() for d in (*preds, *targets)]
     classes = torch.cat(labels).unique() if labels else torch.zeros(0, dtype=torch.int64)
