@@ -2,7 +2,9 @@
 
 Modules, in course order: ``runtime`` (devices, FAST mode, network), ``data`` (embedded and
 online datasets), ``image`` (lesson 01), ``train`` and ``plot`` (used by every lesson),
-``zoo`` (shipped checkpoints), ``models`` (lesson 02), ``exercises`` (auto-checked exercises).
+``zoo`` (shipped checkpoints), ``models`` (lesson 02), ``detection`` (lesson 03),
+``segmentation`` (lesson 04), ``transfer`` (lesson 05), ``features`` and ``style`` (lesson 06),
+``exercises`` (auto-checked exercises).
 """
 
 from .runtime import FAST, cache_dir, device, environment, in_colab, online, seed_everything

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
-import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,7 @@ __all__ = [
     "FolderDataset",
     "cifar10",
     "circle_mask",
+    "coloured_digits",
     "circles",
     "detection_collate",
     "digits",
@@ -322,7 +321,8 @@ class DigitScenes(Dataset):
     ``dataset[i]`` is the same whatever was read before and in whatever order. Each scene:
 
     1. background: a random square crop of a random photo from :data:`PHOTO_NAMES`, resized to
-       ``image_size``, lightly blurred and darkened so that the digits stand out;
+       ``image_size``, lightly blurred and darkened so that the digits stand out
+       (``background="plain"``: one random dark colour instead, a domain without texture);
     2. between ``min_digits`` and ``max_digits`` real digits (from the training part of
        :func:`digits_split` for ``split="train"``, from its test part for ``split="test"``, so held
        -out scenes contain only held-out handwriting), each upscaled (bilinear) from 8x8 to a
@@ -367,8 +367,11 @@ class DigitScenes(Dataset):
         digit_size: tuple[int, int] = (20, 44),
         split: str = "train",
         seed: int = 0,
+        background: str = "photo",
     ) -> None:
         _check_size(num_scenes, "num_scenes")
+        if background not in ("photo", "plain"):
+            raise ValueError(f"background must be 'photo' or 'plain', got {background!r}")
         _check_size(min_digits, "min_digits")
         _check_size(max_digits, "max_digits")
         if min_digits > max_digits:
@@ -393,6 +396,7 @@ class DigitScenes(Dataset):
         self.digit_size = (smallest, largest)
         self.split = split
         self.seed = seed
+        self.background = background
 
         images, self._digit_labels = digits(8)
         self._digit_images = images[:, 0]  # [1797, 8, 8]
@@ -407,7 +411,11 @@ class DigitScenes(Dataset):
         return self.num_scenes
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
-        """A random crop of a random photo: ``[S, S, 3] float32 in [0, DARKEN]``."""
+        """A random crop of a random photo, or one random colour for ``background="plain"``:
+        ``[S, S, 3] float32 in [0, DARKEN]``."""
+        if self.background == "plain":
+            colour = rng.uniform(0, self._DARKEN, 3).astype(np.float32)
+            return np.broadcast_to(colour, (self.image_size, self.image_size, 3)).copy()
         source = self._photos[rng.integers(len(self._photos))]
         h, w = source.shape[:2]
         side = rng.integers(self.image_size, min(h, w) + 1)
@@ -500,6 +508,29 @@ def detection_collate(batch):
     return list(images), list(targets)
 
 
+def coloured_digits(
+    num_images: int, split: str = "train", size: int = 32, background: str = "photo", seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One real digit per image, painted in a random ink colour at a random position, over a crop
+    of a real photo (``background="photo"``, like the MNIST-M set of domain-adaptation papers) or
+    over one plain colour (``"plain"``): two domains of the same 10-class task.
+
+    Images are one-digit :class:`DigitScenes` (digit side 60-90 % of ``size``), so the handwriting
+    of ``split="test"`` is never seen in ``"train"``. Returns ``(images [N, 3, size, size] float32
+    in [0, 1], labels [N] int64 digits 0-9)``; same arguments, same images.
+    """
+    _check_size(size, "size", minimum=16)
+    scenes = DigitScenes(
+        num_images, image_size=size, min_digits=1, max_digits=1,
+        digit_size=(round(0.6 * size), round(0.9 * size)), split=split, seed=seed,
+        background=background,
+    )  # fmt: skip
+    pairs = [scenes[i] for i in range(num_images)]
+    images = torch.stack([image for image, _ in pairs])
+    labels = torch.cat([target["labels"] for _, target in pairs]) - 1  # scene labels are digit + 1
+    return images, labels
+
+
 # --------------------------------------------------------------------------------------------
 # Circles: a two-class segmentation set small enough to train on in a minute
 # --------------------------------------------------------------------------------------------
@@ -559,19 +590,6 @@ _ONLINE_DATASETS = {
     "mnist": ("MNIST", torchvision.datasets.MNIST, (1, 28)),
     "fashion_mnist": ("Fashion-MNIST", torchvision.datasets.FashionMNIST, (1, 28)),
 }
-_DOWNLOAD_TIMEOUT = 30.0  # seconds a stalled connection may stay silent before we give up
-
-
-@contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    # torchvision opens its URLs without a timeout; a default timeout keeps a stalled server
-    # from freezing the notebook forever.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _digits_dataset(train: bool = True, size: int = 8, channels: int = 1) -> TensorDataset:
@@ -619,7 +637,7 @@ def _load_or_download(key, title, dataset_class, train, download, root, transfor
             f"use the embedded digits instead with {key}(fallback='digits')."
         )
     try:
-        with _socket_timeout(_DOWNLOAD_TIMEOUT):
+        with runtime.download_timeout():
             return dataset_class(root, train=train, transform=transform, download=True)
     except (OSError, RuntimeError) as err:  # network errors, or torchvision giving up on mirrors
         runtime.mark_offline()  # so the next loader does not wait on the network again

@@ -17,6 +17,8 @@ import os
 import random
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ __all__ = [
     "seed_everything",
     "online",
     "mark_offline",
+    "download_timeout",
     "cache_dir",
     "in_colab",
     "environment",
@@ -99,6 +102,19 @@ def mark_offline() -> None:
     """Record that a download failed, so :func:`online` says ``False`` from now on."""
     global _ONLINE
     _ONLINE = False
+
+
+@contextmanager
+def download_timeout(seconds: float = 30.0) -> Iterator[None]:
+    """Inside the block, a network connection that stays silent for ``seconds`` fails instead of
+    hanging: torchvision and torch.hub open their URLs without a timeout, and a stalled server
+    would otherwise freeze the notebook forever."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def cache_dir(*parts: str) -> Path:

@@ -497,3 +497,22 @@ def test_circles_bad_input():
         data.circles(4, size=4)
     with pytest.raises(ValueError, match="num_images"):
         data.circles(0)
+
+
+def test_coloured_digits_two_domains():
+    photo_x, photo_y = data.coloured_digits(12, "train", size=24)
+    plain_x, plain_y = data.coloured_digits(12, "train", size=24, background="plain")
+    assert photo_x.shape == plain_x.shape == (12, 3, 24, 24)
+    assert photo_y.dtype == torch.int64 and 0 <= photo_y.min() and photo_y.max() <= 9
+
+    def largest_flat_share(image):  # the share of pixels having the image's most common colour
+        _, counts = image.flatten(1).T.unique(dim=0, return_counts=True)
+        return counts.max().item() / image[0].numel()
+
+    assert all(largest_flat_share(x) > 0.3 for x in plain_x)  # one background colour
+    assert all(largest_flat_share(x) < 0.1 for x in photo_x)  # a photo's texture
+    assert not torch.allclose(photo_x, plain_x)
+    again, _ = data.coloured_digits(12, "train", size=24)
+    assert torch.equal(photo_x, again)
+    with pytest.raises(ValueError, match="background"):
+        data.coloured_digits(4, background="noise")

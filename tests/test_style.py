@@ -1,0 +1,203 @@
+"""Neural style transfer: Gram matrices, feature extractors and the pixel optimisation."""
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import runtime, style
+from course_utils.style import (
+    VGG19_CONTENT_LAYERS,
+    VGG19_LAYERS,
+    VGG19_STYLE_LAYERS,
+    FeatureExtractor,
+    WeightsUnavailable,
+    gram_matrix,
+    random_features,
+    style_extractor,
+    style_transfer,
+    vgg19_features,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # The images here are tiny: a second thread costs more in synchronisation than it saves,
+    # and on a busy machine far more (10x slower measured with 2 threads on 2 loaded cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return style_extractor("random")
+
+
+def _image(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
+    # A smooth, structured picture (not white noise): a content loss has something to keep.
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, h // 8, w // 8, generator=g)
+    return nn.functional.interpolate(coarse, size=(h, w), mode="bilinear")
+
+
+# --------------------------------------------------------------------------------------------
+# gram_matrix
+# --------------------------------------------------------------------------------------------
+
+
+def test_gram_matrix_matches_a_hand_computation():
+    # One image, C=2 channels, 1x2 pixels: F = [[1, 2], [3, 4]].
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    # F F^T = [[1+4, 3+8], [3+8, 9+16]], divided by C*H*W = 2*1*2 = 4.
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4
+    torch.testing.assert_close(gram_matrix(features), expected)
+
+
+def test_gram_matrix_shape_symmetry_and_normalisation():
+    x = torch.randn(2, 5, 6, 7)
+    g = gram_matrix(x)
+    assert g.shape == (2, 5, 5)
+    torch.testing.assert_close(g, g.transpose(1, 2))
+    # The diagonal holds each channel's mean square, divided by C.
+    torch.testing.assert_close(torch.diagonal(g, dim1=1, dim2=2), x.pow(2).mean((2, 3)) / 5)
+    # Normalised by the pixel count: a tiled (2x larger) image has the same Gram matrix.
+    torch.testing.assert_close(gram_matrix(x.repeat(1, 1, 2, 1)), g)
+
+
+def test_gram_matrix_ignores_where_features_are():
+    x = torch.randn(1, 4, 8, 8)
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    shuffled = x.flatten(2)[:, :, perm].reshape(x.shape)
+    torch.testing.assert_close(gram_matrix(shuffled), gram_matrix(x))
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8), (1, 1, 4, 8, 8), (64,)])
+def test_gram_matrix_rejects_non_4d_input(shape):
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        gram_matrix(torch.zeros(shape))
+
+
+# --------------------------------------------------------------------------------------------
+# Feature extractors
+# --------------------------------------------------------------------------------------------
+
+
+def test_extractor_returns_requested_layers_and_is_frozen(extractor):
+    out = extractor(torch.rand(2, 3, 32, 48))
+    assert set(out) == {"content", "style"}
+    assert len(out["content"]) == len(style.RANDOM_CONTENT_LAYERS)
+    assert len(out["style"]) == len(style.RANDOM_STYLE_LAYERS)
+    # relu{k} comes before pool{k}: stage k sees an image pooled k - 1 times.
+    for k, (f, width) in enumerate(zip(out["style"], (64, 128, 256, 256))):
+        assert f.shape == (2, width, 32 >> k, 48 >> k)
+    assert all(not p.requires_grad for p in extractor.parameters())
+    assert not extractor.training
+
+
+def test_extractor_accepts_indices_and_stops_at_the_deepest_layer():
+    net = random_features(widths=(8, 16, 16))  # 9 modules: conv, relu, pool per stage
+    ex = FeatureExtractor(net, content_layers=[4], style_layers=["relu1", 1])
+    assert len(ex.features) == 5  # nothing after relu2 (index 4) is kept
+    out = ex(torch.rand(1, 3, 16, 16))
+    assert out["content"][0].shape == (1, 16, 8, 8)
+    torch.testing.assert_close(out["style"][0], out["style"][1])  # "relu1" is index 1
+
+
+def test_extractor_errors():
+    net = random_features(widths=(8,))
+    with pytest.raises(ValueError, match="no layer named"):
+        FeatureExtractor(net, ["relu9"], [])
+    with pytest.raises(ValueError, match="index"):
+        FeatureExtractor(net, [3], [])
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        FeatureExtractor(nn.Conv2d(3, 8, 3), [0], [])
+    ex = FeatureExtractor(net, [1], [1])
+    with pytest.raises(ValueError, match="channels last"):
+        ex(torch.rand(1, 16, 16, 3))
+    with pytest.raises(ValueError, match="0-255"):
+        ex(torch.rand(1, 3, 16, 16) * 255)
+
+
+def test_random_features_is_deterministic():
+    a, b, c = random_features(seed=3), random_features(seed=3), random_features(seed=4)
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb), name
+        assert not torch.equal(pa, pc), name
+
+
+def test_vgg19_layer_names_point_at_the_right_modules():
+    net = vgg19_features(weights=None)  # the bare architecture: no download
+    assert [name for name, _ in net.named_children()] == list(VGG19_LAYERS)
+    for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"):
+        index = VGG19_LAYERS.index(name)
+        assert isinstance(net[index], nn.Conv2d), name
+        assert isinstance(net[index + 1], nn.ReLU), name
+        assert VGG19_LAYERS[index + 1] == name.replace("conv", "relu")
+    assert VGG19_LAYERS.index("conv4_2") == 21  # torchvision's vgg19().features[21]
+    assert set(VGG19_STYLE_LAYERS + VGG19_CONTENT_LAYERS) <= set(VGG19_LAYERS)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in net)  # pool="avg" by default
+    assert isinstance(vgg19_features(weights=None, pool="max")[4], nn.MaxPool2d)
+
+
+def test_vgg19_without_network_raises_weights_unavailable(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: nothing downloaded before
+    monkeypatch.setattr(runtime, "online", lambda *args, **kwargs: False)
+    with pytest.raises(WeightsUnavailable, match="offline"):
+        vgg19_features()
+    with pytest.raises(WeightsUnavailable):
+        style_extractor("vgg19")
+    assert style_extractor("auto").kind == "random"  # the fallback, silently
+
+
+# --------------------------------------------------------------------------------------------
+# style_transfer
+# --------------------------------------------------------------------------------------------
+
+
+def test_style_transfer_reduces_the_loss(extractor):
+    content, style_image = _image(0), _image(1, 40, 24)  # the sizes may differ
+    out, history = style_transfer(content, style_image, extractor, steps=20, progress=False)
+    assert out.shape == content.shape
+    assert 0 <= out.min() and out.max() <= 1
+    assert set(history) == {"content", "style", "total"}
+    assert all(len(v) == 20 for v in history.values())
+    assert history["total"][-1] < 0.5 * history["total"][0]
+    assert history["style"][-1] < 0.5 * history["style"][0]
+
+
+def test_content_only_keeps_the_content(extractor):
+    content = _image(2)
+    out, history = style_transfer(
+        content, _image(3), extractor, steps=10, style_weight=0.0, progress=False
+    )
+    assert history["content"][0] == 0  # init="content": already at the optimum
+    assert (out - content).abs().max() < 0.05
+
+
+def test_style_transfer_lbfgs_noise_and_callback(extractor):
+    seen = []
+    torch.manual_seed(0)
+    out, history = style_transfer(
+        _image(4)[0], _image(5)[0], extractor, steps=3, init="noise", optimizer="lbfgs",
+        progress=False, callback=lambda step, image: seen.append(step),
+    )  # fmt: skip
+    assert out.shape == (1, 3, 32, 32)
+    assert seen == [0, 1, 2]
+    assert history["total"][-1] < history["total"][0]
+
+
+def test_style_transfer_rejects_bad_images(extractor):
+    good = _image(0)
+    with pytest.raises(TypeError, match="float"):
+        style_transfer((good * 255).to(torch.uint8), good, extractor, steps=1, progress=False)
+    with pytest.raises(ValueError, match="0-255"):
+        style_transfer(good, good * 255, extractor, steps=1, progress=False)
+    with pytest.raises(ValueError, match="channels last"):
+        style_transfer(good[0].permute(1, 2, 0), good, extractor, steps=1, progress=False)
+    with pytest.raises(ValueError, match="one content image"):
+        style_transfer(good.repeat(2, 1, 1, 1), good, extractor, steps=1, progress=False)
+    with pytest.raises(ValueError, match="init"):
+        style_transfer(good, good, extractor, steps=1, init="style", progress=False)
+    with pytest.raises(ValueError, match="layer_weights"):
+        style_transfer(good, good, extractor, steps=1, layer_weights=[1.0], progress=False)
