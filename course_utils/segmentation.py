@@ -26,7 +26,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 from torchvision.ops import roi_align
+
+from .data import DigitScenes
+from .train import fit, predict
 
 __all__ = [
     "confusion_matrix",
@@ -928,8 +932,6 @@ def scene_masks(num_scenes: int, split: str = "train", **scene_kwargs) -> list[t
     Drawing a scene costs about as much as a training step on it: keeping them in memory makes
     every epoch after the first cheaper.
     """
-    from .data import DigitScenes
-
     scenes = DigitScenes(num_scenes, split=split, **scene_kwargs)
     return [
         (image, target["semantic_mask"]) for image, target in (scenes[i] for i in range(num_scenes))
@@ -955,10 +957,6 @@ def train_segmenter(
     Batches are shuffled by a generator seeded with 0: on the CPU the same call gives the same
     weights. Returns the :class:`~course_utils.train.History` (loss and pixel accuracy per epoch).
     """
-    from torch.utils.data import DataLoader
-
-    from .train import fit
-
     shuffle = torch.Generator().manual_seed(0)
     loader = DataLoader(pairs, batch_size, shuffle=True, drop_last=True, generator=shuffle)
     steps = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
@@ -979,18 +977,11 @@ def train_segmenter(
     )
 
 
-@torch.no_grad()
 def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
     """Label maps [N, H, W] (int64, on the CPU) of ``model`` (switched to ``eval()``) on images
-    [N, C, H, W], ``batch_size`` at a time."""
-    model.eval()
+    [N, C, H, W], ``batch_size`` at a time, on the device the model is on."""
     device = next(model.parameters()).device
-    return torch.cat(
-        [
-            model(images[i : i + batch_size].to(device)).argmax(1).cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-    )
+    return predict(model, images, device=device, batch_size=batch_size).argmax(1)
 
 
 def evaluate_segmenter(model: nn.Module, pairs, num_classes: int) -> dict:

@@ -23,15 +23,18 @@ base rate, so they never flatten discriminative rates (``OneCycleLR`` with one `
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
+
+from .train import fit
 
 __all__ = [
     "STRATEGIES",
@@ -454,21 +457,18 @@ def fine_tune(
     scheduler = GroupScheduler(
         optimizer, lambda step: warmup_cosine(step, total, round(warmup * total))
     )
+    test_loader = DataLoader(TensorDataset(*test), batch_size=256)
     history = {"test_accuracy": [], "train_loss": []}
     for epoch in tqdm(range(epochs), desc=strategy, disable=not progress):
         if unfreezing:
             unfreezing.step(epoch)
-        model.train()
-        losses = []
-        for x, y in loader:
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        history["train_loss"].append(sum(losses) / len(losses))
-        history["test_accuracy"].append(accuracy(model, *test))
+        # one epoch of the course's training loop; the unfreezing happens between epochs
+        epoch_history = fit(
+            model, loader, test_loader, epochs=1, optimizer=optimizer, scheduler=scheduler,
+            device=device, progress=False,
+        )  # fmt: skip
+        history["train_loss"] += epoch_history.train_loss
+        history["test_accuracy"] += epoch_history.val_metric
     return history | {
         "accuracy": history["test_accuracy"][-1],
         "trainable": trainable_parameters(model),
@@ -510,31 +510,34 @@ def adapt_domain(
     model.to(device)
     g = torch.Generator().manual_seed(0)
     source_loader = DataLoader(
-        _Augmented(*source, None), batch_size, shuffle=True, generator=g, drop_last=True
+        TensorDataset(*source), batch_size, shuffle=True, generator=g, drop_last=True
     )
     steps = len(source_loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = GroupScheduler(optimizer, lambda step: warmup_cosine(step, epochs * steps, steps))
+    total, done = epochs * steps, itertools.count()
+
+    def step(model: DANN, batch, device) -> torch.Tensor:
+        """The loss of one batch: source classification (+ the alignment term)."""
+        xs, ys = batch
+        xt = target[torch.randint(len(target), (batch_size,), generator=g)]
+        scale = dann_lambda(next(done) / total)
+        x = xs if method == "none" else torch.cat([xs, xt])
+        logits, domain, features = model(x.to(device), scale)
+        loss = F.cross_entropy(logits[:batch_size], ys.to(device))
+        if method == "mmd":
+            loss = loss + weight * mmd_loss(features[:batch_size], features[batch_size:])
+        elif method == "dann":
+            is_target = torch.arange(2 * batch_size, device=device) >= batch_size
+            loss = loss + weight * F.binary_cross_entropy_with_logits(domain, is_target.float())
+        return loss
+
     history = {"test_accuracy": [], "train_loss": []}
-    for epoch in tqdm(range(epochs), desc=f"adaptation: {method}", disable=not progress):
-        model.train()
-        losses = []
-        for i, (xs, ys) in enumerate(source_loader):
-            xt = target[torch.randint(len(target), (batch_size,), generator=g)]
-            scale = dann_lambda((epoch * steps + i) / (epochs * steps))
-            batch = xs if method == "none" else torch.cat([xs, xt])
-            logits, domain, features = model(batch.to(device), scale)
-            loss = F.cross_entropy(logits[:batch_size], ys.to(device))
-            if method == "mmd":
-                loss = loss + weight * mmd_loss(features[:batch_size], features[batch_size:])
-            elif method == "dann":
-                is_target = torch.arange(2 * batch_size, device=device) >= batch_size
-                loss = loss + weight * F.binary_cross_entropy_with_logits(domain, is_target.float())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        history["train_loss"].append(sum(losses) / len(losses))
+    for _ in tqdm(range(epochs), desc=f"adaptation: {method}", disable=not progress):
+        epoch_history = fit(
+            model, source_loader, epochs=1, optimizer=optimizer, scheduler=scheduler,
+            train_step=step, device=device, progress=False,
+        )  # fmt: skip
+        history["train_loss"] += epoch_history.train_loss
         history["test_accuracy"].append(accuracy(model, *test))
     return history | {"accuracy": history["test_accuracy"][-1]}
