@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from torchvision.ops import roi_align
 
 from .data import DigitScenes
-from .train import fit, predict
+from .train import fit_one_cycle, predict
 
 __all__ = [
     "confusion_matrix",
@@ -955,21 +955,17 @@ def train_segmenter(
     (warm-up over the first 20 % of steps) and ``loss_fn`` (default: cross-entropy + dice).
 
     Batches are shuffled by a generator seeded with 0: on the CPU the same call gives the same
-    weights. Returns the :class:`~course_utils.train.History` (loss and pixel accuracy per epoch).
+    weights. Returns the :class:`~course_utils.train.History` (training loss per epoch).
     """
     shuffle = torch.Generator().manual_seed(0)
     loader = DataLoader(pairs, batch_size, shuffle=True, drop_last=True, generator=shuffle)
-    steps = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.2
-    )
-    return fit(
+    return fit_one_cycle(
         model,
         loader,
         epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        lr=lr,
+        pct_start=0.2,
+        weight_decay=weight_decay,
         loss_fn=loss_fn if loss_fn is not None else CombinedSegmentationLoss(),
         device=device,
         max_steps_per_epoch=max_steps_per_epoch,

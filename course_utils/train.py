@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .runtime import device as default_device
 
-__all__ = ["History", "fit", "evaluate", "predict"]
+__all__ = ["History", "fit", "fit_one_cycle", "evaluate", "predict"]
 
 #: ``"accuracy"``, ``None`` (loss only) or ``fn(outputs, targets) -> float`` (a mean over the batch).
 Metric = str | Callable[[torch.Tensor, torch.Tensor], float] | None
@@ -192,6 +192,34 @@ def fit(
             history.epoch_time.append(time.perf_counter() - start)
     model.eval()
     return history
+
+
+def fit_one_cycle(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    epochs: int,
+    lr: float,
+    pct_start: float = 0.3,
+    weight_decay: float = 1e-4,
+    max_steps_per_epoch: int | None = None,
+    **fit_kwargs,
+) -> History:
+    """:func:`fit` with AdamW and a one-cycle learning rate (Smith, 2018): warm up to ``lr`` over
+    the first ``pct_start`` of the steps, then anneal to almost 0. The recipe the course's
+    detector and segmenter train with; other arguments go to :func:`fit` unchanged."""
+    steps = _num_steps(train_loader, max_steps_per_epoch)
+    if steps is None:
+        raise ValueError("fit_one_cycle needs a loader with a length to plan the schedule")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=pct_start
+    )
+    return fit(
+        model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+        max_steps_per_epoch=max_steps_per_epoch, **fit_kwargs,
+    )  # fmt: skip
 
 
 @torch.no_grad()  # no graph is built: evaluation needs less memory and runs faster

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.runtime import seed_everything
-from course_utils.train import History, evaluate, fit, predict
+from course_utils.train import History, evaluate, fit, fit_one_cycle, predict
 
 CPU = torch.device("cpu")
 
@@ -105,6 +105,30 @@ def test_max_steps_per_epoch_and_scheduler_step_per_optimizer_step(digits):
     assert loader.taken == 2 * 3  # no batch is loaded beyond the last step
     assert scheduler.last_epoch == 6  # stepped once per optimizer step
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**6)
+
+
+def test_fit_one_cycle_plans_the_schedule_over_all_steps(digits):
+    seed_everything(0)
+    model = mlp()
+    train, val = loaders(digits)
+    history = fit_one_cycle(
+        model, train, val, epochs=3, lr=0.05, pct_start=0.25, max_steps_per_epoch=8, device=CPU,
+        progress=False,
+    )  # fmt: skip
+    assert len(history.train_loss) == 3 and history.val_metric[-1] > 0.5
+    # the same model trained by fit() with the optimizer and schedule built by hand
+    seed_everything(0)
+    reference = mlp()
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=0.05, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.05, total_steps=24, pct_start=0.25
+    )
+    fit(reference, *loaders(digits), epochs=3, optimizer=optimizer, scheduler=scheduler,
+        max_steps_per_epoch=8, device=CPU, progress=False)  # fmt: skip
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="length"):
+        fit_one_cycle(model, (b for b in train), epochs=1, lr=0.01, device=CPU, progress=False)
 
 
 def test_custom_train_step_gets_model_batch_device(digits):

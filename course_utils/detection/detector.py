@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import DigitScenes, detection_collate
-from ..train import History, fit
+from ..train import History, fit_one_cycle
 from .metrics import mean_average_precision
 
 __all__ = ["digit_scenes", "detection_step", "train_detector", "detect", "evaluate_detector"]
@@ -71,17 +71,13 @@ def train_detector(
         scenes, batch_size, shuffle=True, drop_last=True, collate_fn=detection_collate,
         generator=shuffle,
     )  # fmt: skip
-    steps = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.15
-    )
-    return fit(
+    return fit_one_cycle(
         model,
         loader,
         epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        lr=lr,
+        pct_start=0.15,
+        weight_decay=weight_decay,
         device=device,
         max_steps_per_epoch=max_steps_per_epoch,
         train_step=detection_step,
