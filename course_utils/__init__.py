@@ -4,7 +4,7 @@ Modules, in course order: ``runtime`` (devices, FAST mode, network), ``data`` (e
 online datasets), ``image`` (lesson 01), ``train`` and ``plot`` (used by every lesson),
 ``zoo`` (shipped checkpoints), ``models`` (lesson 02), ``detection`` (lesson 03),
 ``segmentation`` (lesson 04), ``transfer`` (lesson 05), ``features`` and ``style`` (lesson 06),
-``exercises`` (auto-checked exercises).
+``diffusion`` (lessons 07-08), ``exercises`` (auto-checked exercises).
 """
 
 from .runtime import FAST, cache_dir, device, environment, in_colab, online, seed_everything

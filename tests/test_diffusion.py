@@ -1,0 +1,413 @@
+"""course_utils.diffusion: schedules, q_sample, DDPM/DDIM steps and whole samplers against
+diffusers' DDPMScheduler / DDIMScheduler, the classic pitfalls, guidance and the error cases."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from course_utils.diffusion import (
+    ConditionalUNet,
+    NoiseSchedule,
+    classifier_free_guidance,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_step,
+    diffusion_loss,
+    q_sample,
+    sample_ddim,
+    sample_ddpm,
+    timestep_embedding,
+)
+
+DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+ATOL = 1e-6
+
+
+def ddpm_scheduler(T=1000, schedule="linear", clip_sample=True):
+    return DDPMScheduler(
+        num_train_timesteps=T, beta_schedule=DIFFUSERS_SCHEDULE[schedule], clip_sample=clip_sample
+    )
+
+
+def ddim_scheduler(T=1000, schedule="linear", clip_sample=True, num_inference_steps=50):
+    s = DDIMScheduler(
+        num_train_timesteps=T,
+        beta_schedule=DIFFUSERS_SCHEDULE[schedule],
+        clip_sample=clip_sample,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing="leading",
+    )
+    s.set_timesteps(num_inference_steps)
+    return s
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+class TinyEpsModel(nn.Module):
+    """A fixed, deterministic stand-in for a trained network: conv(x) + time and class terms."""
+
+    def __init__(self, channels=2, num_classes=4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.label = nn.Embedding(num_classes + 1, channels)
+        self.calls = 0
+
+    def forward(self, x, t, y=None):
+        self.calls += 1
+        out = self.conv(x) + torch.sin(t.float() / 100).view(-1, 1, 1, 1)
+        if y is not None:
+            out = out + self.label(y)[:, :, None, None]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules and the forward process
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("T", [1000, 50])
+def test_schedule_matches_diffusers(schedule, T):
+    ours, theirs = NoiseSchedule(T, schedule), ddpm_scheduler(T, schedule)
+    for name in ("betas", "alphas", "alphas_cumprod"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert a.dtype == torch.float32 and a.shape == (T,)
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_timestep_zero_is_first_noising_step():
+    s = NoiseSchedule()
+    # The off-by-one pitfall: ᾱ_0 = 1 - β_0, not 1.
+    assert s.alphas_cumprod[0].item() == pytest.approx(1 - 1e-4)
+    assert s.alphas_cumprod[0] < 1
+
+
+def test_cosine_betas_are_clipped_at_0_999():
+    betas = NoiseSchedule(1000, "cosine").betas
+    assert betas.max().item() == pytest.approx(0.999)
+    assert betas[-1].item() == pytest.approx(0.999)  # unclipped it would be 1
+    assert (betas[:-1] < 0.999).all() and (betas > 0).all()
+
+
+def test_snr_decreases():
+    s = NoiseSchedule()
+    snr = s.snr(torch.arange(1000))
+    assert (snr[1:] < snr[:-1]).all()
+    assert snr[0] > 1e3 and snr[-1] < 1e-4
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_q_sample_matches_add_noise(schedule):
+    x0 = randn(6, 3, 5, 5).clamp(-1, 1)
+    noise = randn(6, 3, 5, 5, seed=1)
+    t = torch.tensor([0, 999, 1, 500, 123, 998])
+    expected = ddpm_scheduler(1000, schedule).add_noise(x0, noise, t)
+    torch.testing.assert_close(q_sample(NoiseSchedule(1000, schedule), x0, t, noise), expected)
+
+
+def test_q_sample_at_t0_is_almost_clean():
+    x0, noise = randn(2, 1, 4, 4).clamp(-1, 1), randn(2, 1, 4, 4, seed=1)
+    xt = q_sample(NoiseSchedule(), x0, torch.zeros(2, dtype=torch.long), noise)
+    # sqrt(1 - ᾱ_0) = 0.01: a little noise, not none.
+    torch.testing.assert_close(xt, (1 - 1e-4) ** 0.5 * x0 + 1e-2 * noise)
+
+
+# --------------------------------------------------------------------------------------------
+# Single steps
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("clip_sample", [True, False])
+@pytest.mark.parametrize("t", [0, 1, 500, 999])
+def test_ddpm_step_matches_diffusers(schedule, clip_sample, t):
+    x_t, eps = 2 * randn(3, 2, 6, 6), randn(3, 2, 6, 6, seed=1)
+    sched = ddpm_scheduler(1000, schedule, clip_sample)
+    expected = sched.step(eps, t, x_t, generator=torch.Generator().manual_seed(7)).prev_sample
+    ours = ddpm_step(
+        NoiseSchedule(1000, schedule), eps, t, x_t,
+        generator=torch.Generator().manual_seed(7), clip_sample=clip_sample,
+    )  # fmt: skip
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_ddpm_step_explicit_noise_equals_generator_draw():
+    x_t, eps = randn(2, 1, 4, 4), randn(2, 1, 4, 4, seed=1)
+    s = NoiseSchedule()
+    z = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    a = ddpm_step(s, eps, 10, x_t, noise=z)
+    b = ddpm_step(s, eps, 10, x_t, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_ddpm_step_t0_adds_no_noise_and_draws_none():
+    x_t, eps = randn(2, 1, 4, 4), randn(2, 1, 4, 4, seed=1)
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    out = ddpm_step(NoiseSchedule(), eps, 0, x_t, generator=g)
+    assert torch.equal(g.get_state(), state)
+    # At t = 0 the step returns the clipped x̂_0.
+    a0 = 1 - 1e-4
+    torch.testing.assert_close(out, ((x_t - (1 - a0) ** 0.5 * eps) / a0**0.5).clamp(-1, 1))
+
+
+@pytest.mark.parametrize("num_inference_steps", [10, 50, 300])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("clip_sample", [True, False])
+def test_ddim_step_matches_diffusers(num_inference_steps, eta, clip_sample):
+    sched = ddim_scheduler(1000, "linear", clip_sample, num_inference_steps)
+    ours = NoiseSchedule(1000, "linear")
+    pairs = ddim_timesteps(1000, num_inference_steps)
+    assert [t for t, _ in pairs] == sched.timesteps.tolist()
+    # First, a middle and the final step (t_prev < 0).
+    for i in (0, len(pairs) // 2, len(pairs) - 1):
+        t, t_prev = pairs[i]
+        x_t, eps = 2 * randn(2, 2, 5, 5, seed=i), randn(2, 2, 5, 5, seed=i + 100)
+        expected = sched.step(
+            eps, t, x_t, eta=eta, generator=torch.Generator().manual_seed(i)
+        ).prev_sample
+        got = ddim_step(
+            ours, eps, t, t_prev, x_t, eta=eta, clip_sample=clip_sample,
+            generator=torch.Generator().manual_seed(i),
+        )  # fmt: skip
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_final_step_uses_alpha_bar_one():
+    s = NoiseSchedule()
+    x_t, eps = randn(2, 1, 4, 4), randn(2, 1, 4, 4, seed=1)
+    out = ddim_step(s, eps, 0, -20, x_t, clip_sample=False)
+    a0 = s.alphas_cumprod[0]
+    # ᾱ_prev = 1: the final step returns x̂_0 exactly, with no noise direction left.
+    torch.testing.assert_close(out, (x_t - (1 - a0) ** 0.5 * eps) / a0**0.5)
+
+
+def test_ddim_timesteps_leading_spacing():
+    assert ddim_timesteps(1000, 50)[0] == (980, 960)
+    assert ddim_timesteps(1000, 50)[-1] == (0, -20)
+    assert len(ddim_timesteps(1000, 300)) == 300  # not dividing T is allowed, as in diffusers
+    assert ddim_timesteps(10, 10) == [(t, t - 1) for t in reversed(range(10))]
+
+
+# --------------------------------------------------------------------------------------------
+# Whole samplers against diffusers loops
+# --------------------------------------------------------------------------------------------
+
+
+def _t_batch(t, n):
+    return torch.full((n,), int(t), dtype=torch.long)
+
+
+@pytest.mark.parametrize("num_steps", [10, 50])
+def test_sample_ddim_matches_diffusers_loop(num_steps):
+    model, shape = TinyEpsModel(), (2, 2, 8, 8)
+    got = sample_ddim(
+        model, NoiseSchedule(), shape, num_steps=num_steps,
+        generator=torch.Generator().manual_seed(0), progress=False,
+    )  # fmt: skip
+
+    sched = ddim_scheduler(num_inference_steps=num_steps)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(model(x, _t_batch(t, 2)), t, x, eta=0.0).prev_sample
+    torch.testing.assert_close(got, x, atol=1e-5, rtol=0)
+    assert got.abs().max() <= 1  # the last step returns the clipped x̂_0
+
+
+def test_sample_ddim_eta_matches_diffusers_loop():
+    model, shape = TinyEpsModel(), (2, 2, 6, 6)
+    got = sample_ddim(
+        model, NoiseSchedule(100, "cosine"), shape, num_steps=10, eta=1.0,
+        generator=torch.Generator().manual_seed(5), progress=False,
+    )  # fmt: skip
+    sched = ddim_scheduler(100, "cosine", num_inference_steps=10)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(shape, generator=g)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(model(x, _t_batch(t, 2)), t, x, eta=1.0, generator=g).prev_sample
+    torch.testing.assert_close(got, x, atol=1e-5, rtol=0)
+
+
+def test_sample_ddpm_matches_diffusers_loop():
+    model, shape, y = TinyEpsModel(), (3, 2, 6, 6), torch.tensor([0, 1, 3])
+    got = sample_ddpm(
+        model, NoiseSchedule(50), shape, y=y, generator=torch.Generator().manual_seed(1),
+        progress=False,
+    )  # fmt: skip
+    sched = ddpm_scheduler(50)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(model(x, _t_batch(t, 3), y=y), t, x, generator=g).prev_sample
+    torch.testing.assert_close(got, x, atol=1e-5, rtol=0)
+
+
+def test_samplers_restore_training_mode_and_call_back():
+    model, seen = TinyEpsModel(), []
+    model.train()
+    out = sample_ddim(
+        model, NoiseSchedule(100), (1, 2, 4, 4), num_steps=5, progress=False,
+        callback=lambda t, x: seen.append((t, x.shape)),
+    )  # fmt: skip
+    assert model.training and not out.requires_grad
+    assert seen == [(t, (1, 2, 4, 4)) for t in (80, 60, 40, 20, 0)]
+
+
+# --------------------------------------------------------------------------------------------
+# Classifier-free guidance
+# --------------------------------------------------------------------------------------------
+
+
+def test_classifier_free_guidance_formula():
+    u, c = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 2.0])
+    torch.testing.assert_close(classifier_free_guidance(u, c, 0.0), u)
+    torch.testing.assert_close(classifier_free_guidance(u, c, 1.0), c)
+    torch.testing.assert_close(classifier_free_guidance(u, c, 3.0), torch.tensor([7.0, 10.0]))
+
+
+def test_guided_sampling_combines_cond_and_null_predictions():
+    model, s, shape = TinyEpsModel(num_classes=4), NoiseSchedule(100), (2, 2, 4, 4)
+    y, null = torch.tensor([0, 2]), 4
+
+    def sample(labels, **kwargs):
+        g = torch.Generator().manual_seed(0)
+        return sample_ddim(
+            model, s, shape, num_steps=5, y=labels, generator=g, progress=False, **kwargs
+        )
+
+    # Scale 1 == plain conditional; scale 0 == sampling with the null label.
+    torch.testing.assert_close(sample(y, guidance_scale=1.0, null_class=null), sample(y))
+    torch.testing.assert_close(
+        sample(y, guidance_scale=0.0, null_class=null), sample(torch.full((2,), null)),
+        atol=1e-6, rtol=0,
+    )  # fmt: skip
+    # Guided sampling evaluates the doubled batch once per step.
+    model.calls = 0
+    sample(y, guidance_scale=3.0, null_class=null)
+    assert model.calls == 5
+
+
+# --------------------------------------------------------------------------------------------
+# ConditionalUNet and the training loss
+# --------------------------------------------------------------------------------------------
+
+
+def test_timestep_embedding():
+    e = timestep_embedding(torch.tensor([0, 1, 999]), 32)
+    assert e.shape == (3, 32)
+    torch.testing.assert_close(e[0], torch.cat([torch.zeros(16), torch.ones(16)]))
+    assert e.abs().max() <= 1
+
+
+def test_conditional_unet_shapes_and_null_class():
+    torch.manual_seed(0)
+    model = ConditionalUNet(in_channels=1, base=16, num_classes=10)
+    x, t = torch.randn(3, 1, 16, 16), torch.tensor([0, 500, 999])
+    assert model(x, t, torch.tensor([1, 2, 3])).shape == (3, 1, 16, 16)
+    # y=None is the null label, index num_classes.
+    torch.testing.assert_close(model(x, t), model(x, t, torch.full((3,), 10)))
+    assert ConditionalUNet(in_channels=3, base=16)(torch.randn(2, 3, 8, 12), t[:2]).shape == (
+        2, 3, 8, 12,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(torch.randn(1, 1, 10, 10), t[:1])
+
+
+def test_diffusion_loss_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = ConditionalUNet(base=16, num_classes=3)
+    x0 = torch.rand(4, 1, 16, 16) * 2 - 1
+    y = torch.tensor([0, 1, 2, 1])
+    g = torch.Generator().manual_seed(0)
+    loss = diffusion_loss(model, NoiseSchedule(100), x0, y, p_uncond=0.5, generator=g)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if name != "label_emb.weight":  # rows of labels not in the batch get no gradient
+            assert p.grad.abs().sum() > 0, name
+
+
+def test_diffusion_loss_is_reproducible_and_drops_labels():
+    seen = []
+
+    class Recorder(TinyEpsModel):
+        null_class = 4
+
+        def forward(self, x, t, y=None):
+            seen.append((t, y))
+            return super().forward(x, t, y)
+
+    model, s = Recorder(channels=1), NoiseSchedule(100)
+    x0, y = torch.rand(64, 1, 4, 4) * 2 - 1, torch.zeros(64, dtype=torch.long)
+
+    def loss(p):
+        return diffusion_loss(
+            model, s, x0, y, p_uncond=p, generator=torch.Generator().manual_seed(1)
+        )
+
+    assert loss(0.3) == loss(0.3)
+    assert (seen[0][1] == 4).any() and (seen[0][1] == 0).any()
+    loss(1.0)
+    assert (seen[-1][1] == 4).all()
+    loss(0.0)
+    assert (seen[-1][1] == 0).all()
+    assert seen[-1][0].min() >= 0 and seen[-1][0].max() < 100
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_errors():
+    s = NoiseSchedule(100)
+    x, eps = torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    t = torch.tensor([0, 5])
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        NoiseSchedule(schedule="quadratic")
+    with pytest.raises(ValueError, match=r"x \* 2 - 1"):
+        q_sample(s, x + 1.5, t, eps)
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        q_sample(s, x, torch.tensor([0, 100]), eps)
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        q_sample(s, x, torch.tensor([-1, 0]), eps)
+    with pytest.raises(ValueError, match="integers"):
+        q_sample(s, x, torch.tensor([0.0, 1.0]), eps)
+    with pytest.raises(ValueError, match="shape"):
+        q_sample(s, x, t, eps[:1])
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        ddpm_step(s, eps, 100, x)
+    with pytest.raises(ValueError, match="model_output"):
+        ddpm_step(s, eps[:, :, :2], 5, x)
+    with pytest.raises(ValueError, match="not both"):
+        ddpm_step(s, eps, 5, x, noise=eps, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"\[0, 100\)"):
+        ddim_step(s, eps, -1, -2, x)
+    with pytest.raises(ValueError, match="t_prev"):
+        ddim_step(s, eps, 10, 10, x)
+    with pytest.raises(ValueError, match="eta"):
+        ddim_step(s, eps, 10, 0, x, eta=1.5)
+    with pytest.raises(ValueError, match="model_output"):
+        ddim_step(s, eps[:1], 10, 0, x)
+    model = TinyEpsModel()
+    with pytest.raises(ValueError, match="num_steps"):
+        sample_ddim(model, s, (1, 2, 4, 4), num_steps=101, progress=False)
+    with pytest.raises(ValueError, match="num_steps"):
+        sample_ddim(model, s, (1, 2, 4, 4), num_steps=0, progress=False)
+    with pytest.raises(ValueError, match="null_class"):
+        sample_ddim(model, s, (1, 2, 4, 4), y=torch.tensor([1]), guidance_scale=2.0)
+    with pytest.raises(ValueError, match="p_uncond"):
+        diffusion_loss(model, s, x, None, p_uncond=2.0)
+    with pytest.raises(ValueError, match="null_class"):
+        diffusion_loss(model, s, x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="one label per sample"):
+        sample_ddpm(model, s, (2, 2, 4, 4), y=torch.tensor([1]), progress=False)
