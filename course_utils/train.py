@@ -105,6 +105,7 @@ def fit(
     train_step: Callable | None = None,
     metric: Metric = "accuracy",
     grad_clip: float | None = None,
+    after_step: Callable[[], None] | None = None,
     progress: bool = True,
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs and return its :class:`History`.
@@ -132,6 +133,8 @@ def fit(
                 # in eval mode a detector returns detections, so evaluate it with detection metrics.
         metric: ``"accuracy"``, ``None`` or ``fn(outputs, targets) -> float`` (see :func:`evaluate`).
         grad_clip: clip the gradient norm to this value before each step (stabilises training).
+        after_step: called with no argument after every optimizer step, e.g. to update an
+            exponential moving average of the weights (:class:`~course_utils.diffusion.EMA`).
         progress: show a tqdm bar over all steps with the running loss and the last val metric.
 
     Raises:
@@ -174,6 +177,8 @@ def fit(
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                if after_step is not None:
+                    after_step()
                 losses.append(value)
                 bar.update()
                 postfix["loss"] = f"{sum(losses) / len(losses):.4f}"

@@ -411,3 +411,64 @@ def test_errors():
         diffusion_loss(model, s, x, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="one label per sample"):
         sample_ddpm(model, s, (2, 2, 4, 4), y=torch.tensor([1]), progress=False)
+
+
+# ------------------------------------------------------------------ EMA, training, Fréchet distance
+
+
+def test_ema_averages_parameters_and_copies_buffers():
+    from course_utils.diffusion import EMA
+
+    model = torch.nn.BatchNorm1d(3)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(2.0)  # was 1
+        model.running_mean.fill_(5.0)
+    ema.update(model)
+    assert torch.allclose(ema.model.weight, torch.full((3,), 1.1))  # 0.9 * 1 + 0.1 * 2
+    assert torch.equal(ema.model.running_mean, model.running_mean)
+    assert not ema.model.training and not ema.model.weight.requires_grad
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, decay=1.0)
+
+
+def test_train_diffusion_learns_and_is_deterministic():
+    from course_utils.data import digits
+    from course_utils.diffusion import ConditionalUNet, NoiseSchedule, train_diffusion
+
+    images, labels = digits(16)
+    images, labels = images[:64], labels[:64]
+    schedule = NoiseSchedule(100)
+
+    def run():
+        torch.manual_seed(0)
+        model = ConditionalUNet(1, base=8)
+        return train_diffusion(
+            model, schedule, images, labels, epochs=6, lr=2e-3, batch_size=16, ema_decay=0.9,
+            progress=False,
+        )  # fmt: skip
+
+    (ema_a, losses), (ema_b, _) = run(), run()
+    assert losses[-1] < losses[0]
+    for p, q in zip(ema_a.parameters(), ema_b.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train_diffusion(
+            ConditionalUNet(1, 8), schedule, images * 2 - 1, labels, epochs=1, progress=False
+        )
+
+
+def test_frechet_distance_known_cases():
+    from course_utils.diffusion import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 3, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # N(0, I) vs N(m, I): |m|^2 (plus sampling noise)
+    b = torch.randn(2000, 3, generator=g) + torch.tensor([2.0, 0.0, 0.0])
+    assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.3)
+    # N(0, I) vs N(0, 4 I): tr(I + 4 I - 2 * 2 I) = 1 per dimension, 3 in all
+    c = 2 * torch.randn(2000, 3, generator=g)
+    assert frechet_distance(a, c) == pytest.approx(3.0, abs=0.4)
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(a, torch.randn(5, 2))
