@@ -41,6 +41,7 @@ __all__ = [
     "load",
     "info",
     "train_checkpoint",
+    "status",
 ]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
@@ -225,8 +226,10 @@ def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
     return record
 
 
-def _status(name: str, root: Path) -> str:
-    """One line for ``--list``: the metric reached and file size, or what is wrong."""
+def status(name: str, *, root: Path = CHECKPOINT_DIR) -> str:
+    """One line about checkpoint ``name``: the metric reached, parameters and file size, or
+    ``NOT READY (...)`` with what is wrong and the command that fixes it. Never raises for a
+    registered name, so a list of all checkpoints survives one that is missing."""
     try:
         _verified_bytes(name, root)
     except CheckpointError as err:
@@ -258,10 +261,10 @@ def main(argv: list[str] | None = None) -> None:
         print("no checkpoints are registered")
     for name in names:
         if args.list:
-            print(f"{name}: {REGISTRY[name].description} -- {_status(name, args.root)}")
+            print(f"{name}: {REGISTRY[name].description} -- {status(name, root=args.root)}")
         else:
             record = train_checkpoint(name, root=args.root)
-            print(f"{name}: {_status(name, args.root)} -> {_shown(args.root / record['file'])}")
+            print(f"{name}: {status(name, root=args.root)} -> {_shown(args.root / record['file'])}")
 
 
 # Registered checkpoints

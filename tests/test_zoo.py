@@ -215,3 +215,10 @@ def test_cli_list_and_retrain(entry, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(zoo, "REGISTRY", {})
     zoo.main(["--root", str(tmp_path)])
     assert capsys.readouterr().out == "no checkpoints are registered\n"
+
+
+def test_status_reports_a_missing_file_without_raising(entry, tmp_path):
+    line = zoo.status(NAME, root=tmp_path)
+    assert line.startswith("NOT READY") and "make checkpoints" in line
+    zoo.train_checkpoint(NAME, root=tmp_path)
+    assert zoo.status(NAME, root=tmp_path).startswith("accuracy=")
