@@ -312,6 +312,7 @@ def ddim_step(
     clip_sample: bool = True,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    use_clipped_model_output: bool = False,
 ) -> torch.Tensor:
     """One DDIM step x_t -> x_{t_prev}, possibly skipping many timesteps.
 
@@ -327,6 +328,10 @@ def ddim_step(
         eta: 0 for deterministic DDIM, 1 for DDPM-like noise; must lie in [0, 1].
         noise / generator: the fresh noise z when eta > 0, as in :func:`ddpm_step`. Like diffusers,
             noise is drawn at *every* step when eta > 0, even the final one where σ_t = 0.
+        use_clipped_model_output: re-derive ε̂ from the *clipped* x̂_0 before re-noising (diffusers'
+            option of the same name, off by default there too). Clipping x̂_0 but re-noising with
+            the raw ε̂ makes the two parts disagree; with strong classifier-free guidance, when ε̂
+            often pushes x̂_0 out of [-1, 1], deterministic DDIM then drifts away from the data.
 
     Returns:
         x_{t_prev} [B, ...].
@@ -343,6 +348,8 @@ def ddim_step(
     alpha_bar_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
 
     x0 = _predict_x0(model_output, x_t, alpha_bar_t, clip_sample)
+    if use_clipped_model_output:  # the ε̂ that the clipped x̂_0 implies, by inverting q_sample
+        model_output = (x_t - alpha_bar_t**0.5 * x0) / (1 - alpha_bar_t) ** 0.5
     variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
     sigma = eta * variance**0.5
     # Re-noise x̂_0 to level t_prev: the deterministic part points along the predicted noise.
@@ -494,12 +501,14 @@ def sample_ddim(
     clip_sample: bool = True,
     device: torch.device | str | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    use_clipped_model_output: bool = False,
 ) -> torch.Tensor:
     """Generate images with ``num_steps`` DDIM steps on the timesteps of :func:`ddim_timesteps`.
 
-    Arguments as in :func:`sample_ddpm`, plus ``num_steps`` (in [1, T]) and ``eta`` (0:
-    deterministic, the same noise always gives the same image; 1: as noisy as DDPM). The
-    callback receives ``(t, x_{t_prev})``.
+    Arguments as in :func:`sample_ddpm`, plus ``num_steps`` (in [1, T]), ``eta`` (0:
+    deterministic, the same noise always gives the same image; 1: as noisy as DDPM) and
+    ``use_clipped_model_output`` (see :func:`ddim_step`; worth turning on with strong guidance).
+    The callback receives ``(t, x_{t_prev})``.
 
     Returns:
         x_0 [B, C, H, W].
@@ -507,8 +516,9 @@ def sample_ddim(
 
     def step(eps: torch.Tensor, t: int, t_prev: int, x: torch.Tensor) -> torch.Tensor:
         return ddim_step(
-            schedule, eps, t, t_prev, x, eta=eta, clip_sample=clip_sample, generator=generator
-        )
+            schedule, eps, t, t_prev, x, eta=eta, clip_sample=clip_sample, generator=generator,
+            use_clipped_model_output=use_clipped_model_output,
+        )  # fmt: skip
 
     steps = ddim_timesteps(schedule.num_timesteps, num_steps)
     return _sample(

@@ -178,6 +178,29 @@ def test_ddim_step_matches_diffusers(num_inference_steps, eta, clip_sample):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_step_with_clipped_model_output_matches_diffusers(eta):
+    sched = ddim_scheduler(1000, "linear", True, 50)
+    ours = NoiseSchedule(1000, "linear")
+    for i, (t, t_prev) in enumerate(ddim_timesteps(1000, 50)[::7]):
+        # a large ε̂ pushes x̂_0 far outside [-1, 1], so the clipping really changes ε̂
+        x_t, eps = randn(2, 2, 5, 5, seed=i), 3 * randn(2, 2, 5, 5, seed=i + 100)
+        expected = sched.step(
+            eps, t, x_t, eta=eta, use_clipped_model_output=True,
+            generator=torch.Generator().manual_seed(i),
+        ).prev_sample  # fmt: skip
+        got = ddim_step(
+            ours, eps, t, t_prev, x_t, eta=eta, use_clipped_model_output=True,
+            generator=torch.Generator().manual_seed(i),
+        )  # fmt: skip
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        plain = ddim_step(
+            ours, eps, t, t_prev, x_t, eta=eta, generator=torch.Generator().manual_seed(i)
+        )
+        if t_prev >= 0:  # (the final step returns x̂_0 itself, whichever ε̂ is used)
+            assert not torch.allclose(got, plain)  # the option does something here
+
+
 def test_ddim_final_step_uses_alpha_bar_one():
     s = NoiseSchedule()
     x_t, eps = randn(2, 1, 4, 4), randn(2, 1, 4, 4, seed=1)
