@@ -34,17 +34,24 @@ and needs all T steps. **DDIM** (:func:`ddim_step`) jumps from t straight to an 
     σ_t = η · sqrt((1 - ᾱ_prev) / (1 - ᾱ_t)) · sqrt(1 - ᾱ_t / ᾱ_prev),
 
 deterministic for η = 0 and DDPM-like for η = 1, so 50 steps often look as good as 1000. The final
-jump goes to "t_prev = -1", i.e. ᾱ_prev = 1: the clean image itself.
+jump goes to "t_prev = -1", i.e. ᾱ_prev = 1: the clean image itself. Deterministic DDIM can also
+be run backwards (:func:`ddim_invert`): an image -> the noise that regenerates it.
 
 **Classifier-free guidance** (:func:`classifier_free_guidance`) trains one model both with class
 labels and with a "null" label, then extrapolates away from the unconditional prediction:
 ε̂ = ε̂_uncond + s (ε̂_cond - ε̂_uncond). s = 1 is plain conditional sampling, s > 1 trades variety
 for images that look more like their class.
 
+**Classifier guidance** (:class:`ClassifierGuidance`), the older alternative, steers an
+unconditional model with the gradient of a separate classifier of noisy images
+(:class:`NoisyClassifier`): ε̂ - s sqrt(1 - ᾱ_t) ∇ log p(y | x_t).
+
 Training (:func:`diffusion_loss`) is plain regression: pick a random t and ε, form x_t with
 q_sample and minimise ||ε̂(x_t, t, y) - ε||²; replacing y by the null label with probability
 ``p_uncond`` teaches the same network the unconditional prediction that guidance needs.
 :class:`ConditionalUNet` is a small such network for 16x16 digits.
+
+Sample quality is measured in :mod:`course_utils.quality`.
 
 Every function here matches Hugging Face diffusers' ``DDPMScheduler`` / ``DDIMScheduler``
 (default settings, "leading" timestep spacing) to float32 precision; the tests check it.
@@ -56,10 +63,8 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -76,12 +81,15 @@ __all__ = [
     "classifier_free_guidance",
     "sample_ddpm",
     "sample_ddim",
+    "ddim_invert",
     "timestep_embedding",
     "ConditionalUNet",
     "diffusion_loss",
     "EMA",
     "train_diffusion",
-    "frechet_distance",
+    "NoisyClassifier",
+    "train_noisy_classifier",
+    "ClassifierGuidance",
 ]
 
 #: The noise schedules :class:`NoiseSchedule` knows.
@@ -418,14 +426,18 @@ def _sample(
     progress: bool,
     callback: Callable[[int, torch.Tensor], None] | None,
     desc: str,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The loop both samplers share: start from pure noise, predict ε̂, step, repeat."""
+    """The loop every sampler shares: start from pure noise (or ``x_T``), predict ε̂, step,
+    repeat."""
     if y is not None and tuple(y.shape) != (shape[0],):
         raise ValueError(
             f"y must hold one label per sample, shape [{shape[0]}], got {tuple(y.shape)}"
         )
     if guidance_scale != 1.0 and (y is None or null_class is None):
         raise ValueError("guidance_scale != 1 needs labels y and the null_class index")
+    if x_T is not None and tuple(x_T.shape) != tuple(shape):
+        raise ValueError(f"x_T must have shape {tuple(shape)}, got {tuple(x_T.shape)}")
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     y = None if y is None else y.to(device)
@@ -434,7 +446,7 @@ def _sample(
     model.eval()  # dropout off, batch-norm statistics frozen while sampling
     try:
         with torch.no_grad():
-            x = _randn(shape, generator, device)
+            x = _randn(shape, generator, device) if x_T is None else x_T.to(device)
             for t, t_prev in tqdm(steps, desc=desc, disable=not progress):
                 eps = _predict_noise(model, x, t, y, guidance_scale, null_class)
                 x = step(eps, t, t_prev, x)
@@ -457,6 +469,7 @@ def sample_ddpm(
     clip_sample: bool = True,
     device: torch.device | str | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate images with all T DDPM steps, from x_{T-1} ~ N(0, I) down to x_0.
 
@@ -471,6 +484,8 @@ def sample_ddpm(
         device: where to sample; by default the device of the model's parameters.
         callback: called as ``callback(t, x)`` after each step with the new sample x_{t-1}, e.g.
             to keep a filmstrip of every 100th step.
+        x_T: the starting noise [B, C, H, W] instead of a draw from ``generator``, e.g. to
+            compare samplers or guidance scales on the same noise.
 
     Returns:
         x_0 [B, C, H, W]. The model is evaluated in eval mode under ``torch.no_grad()`` and given
@@ -483,7 +498,7 @@ def sample_ddpm(
     steps = [(t, t - 1) for t in reversed(range(schedule.num_timesteps))]
     return _sample(
         model, shape, steps, step, y, generator, guidance_scale, null_class, device, progress,
-        callback, "DDPM",
+        callback, "DDPM", x_T,
     )  # fmt: skip
 
 
@@ -502,10 +517,11 @@ def sample_ddim(
     device: torch.device | str | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
     use_clipped_model_output: bool = False,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate images with ``num_steps`` DDIM steps on the timesteps of :func:`ddim_timesteps`.
 
-    Arguments as in :func:`sample_ddpm`, plus ``num_steps`` (in [1, T]), ``eta`` (0:
+    Arguments as in :func:`sample_ddpm` (including ``x_T``), plus ``num_steps`` (in [1, T]), ``eta`` (0:
     deterministic, the same noise always gives the same image; 1: as noisy as DDPM) and
     ``use_clipped_model_output`` (see :func:`ddim_step`; worth turning on with strong guidance).
     The callback receives ``(t, x_{t_prev})``.
@@ -523,7 +539,46 @@ def sample_ddim(
     steps = ddim_timesteps(schedule.num_timesteps, num_steps)
     return _sample(
         model, shape, steps, step, y, generator, guidance_scale, null_class, device, progress,
-        callback, "DDIM",
+        callback, "DDIM", x_T,
+    )  # fmt: skip
+
+
+def ddim_invert(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    num_steps: int = 50,
+    y: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    null_class: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Run deterministic DDIM backwards: clean images ``x0 [B, C, H, W]`` in [-1, 1] -> the noise
+    x_T from which :func:`sample_ddim` (η = 0, no clipping, the same steps, labels and guidance)
+    approximately returns to ``x0``.
+
+    An η = 0 DDIM step is x_prev = sqrt(ᾱ_prev) x̂_0 + sqrt(1 - ᾱ_prev) ε̂ with
+    x̂_0 = (x_t - sqrt(1 - ᾱ_t) ε̂) / sqrt(ᾱ_t): it moves along ε̂ from one noise level to
+    another. Read with the levels swapped, the same formula climbs from level t_prev to level t.
+    The only thing it lacks is ε̂ at the level it climbs *to*; like diffusers'
+    ``DDIMInverseScheduler`` we use ε̂(x_{t_prev}, t) instead, an approximation that improves
+    with more steps (smaller jumps). The images must be in model space [-1, 1].
+    """
+    if x0.numel() and (x0.min() < -1 - 1e-4 or x0.max() > 1 + 1e-4):
+        raise ValueError("x0 must lie in [-1, 1]; scale images from [0, 1] with x * 2 - 1")
+    alpha_bar = schedule.alphas_cumprod
+
+    def step(eps: torch.Tensor, t: int, t_prev: int, x: torch.Tensor) -> torch.Tensor:
+        a_from = alpha_bar[t_prev].to(x.device) if t_prev >= 0 else torch.ones((), device=x.device)
+        a_to = alpha_bar[t].to(x.device)
+        x0_hat = (x - (1 - a_from) ** 0.5 * eps) / a_from**0.5
+        return a_to**0.5 * x0_hat + (1 - a_to) ** 0.5 * eps
+
+    steps = list(reversed(ddim_timesteps(schedule.num_timesteps, num_steps)))
+    return _sample(
+        model, x0.shape, steps, step, y, None, guidance_scale, null_class, device, progress, None,
+        "DDIM inversion", x0,
     )  # fmt: skip
 
 
@@ -611,6 +666,12 @@ class ConditionalUNet(nn.Module):
             raise ValueError(f"height and width must be divisible by 4, got {tuple(x.shape[-2:])}")
         if y is None:
             y = torch.full((x.shape[0],), self.null_class, dtype=torch.long, device=x.device)
+        elif y.numel() and (y.min() < 0 or y.max() > self.null_class):
+            unknown = sorted({v for v in y.tolist() if not 0 <= v <= self.null_class})
+            raise ValueError(
+                f"class labels must lie in [0, {self.num_classes}) (or {self.null_class}, the null "
+                f"class); this model does not know {unknown}"
+            )
         emb = self.time_mlp(timestep_embedding(t, self.base)) + self.label_emb(y)
         h1 = self.down1(self.conv_in(x), emb)
         h2 = self.down2(self.pool1(h1), emb)
@@ -660,7 +721,7 @@ def diffusion_loss(
 
 
 # --------------------------------------------------------------------------------------------
-# Training with an exponential moving average, and a sample-quality distance
+# Training with an exponential moving average
 # --------------------------------------------------------------------------------------------
 
 
@@ -687,6 +748,20 @@ class EMA:
             average.copy_(current)  # buffers (e.g. norm statistics) are not averaged
 
 
+def _seeded_loader(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int
+) -> tuple[DataLoader, torch.Generator]:
+    """Batches of (images scaled to [-1, 1], labels) in a seeded order, plus a second seeded
+    generator for the timesteps and noise: the same call trains the same weights on the CPU."""
+    if images.min() < 0 or images.max() > 1:
+        raise ValueError("images must be in [0, 1]; they are scaled to [-1, 1] here")
+    loader = DataLoader(
+        TensorDataset(images * 2 - 1, labels), batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )  # fmt: skip
+    return loader, torch.Generator().manual_seed(seed + 1)
+
+
 def train_diffusion(
     model: nn.Module,
     schedule: NoiseSchedule,
@@ -710,15 +785,8 @@ def train_diffusion(
     ``seed``: on the CPU the same call gives the same weights. Returns ``(ema_model, training loss
     per epoch)``; ``model`` itself holds the last, un-averaged weights.
     """
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError("images must be in [0, 1]; they are scaled to [-1, 1] here")
     targets = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
-    shuffle = torch.Generator().manual_seed(seed)
-    noise = torch.Generator().manual_seed(seed + 1)
-    loader = DataLoader(
-        TensorDataset(images * 2 - 1, targets), batch_size, shuffle=True, drop_last=True,
-        generator=shuffle,
-    )  # fmt: skip
+    loader, noise = _seeded_loader(images, targets, batch_size, seed)
 
     def step(model: nn.Module, batch, device) -> torch.Tensor:
         x0, y = (v.to(device) for v in batch)
@@ -734,22 +802,122 @@ def train_diffusion(
     return ema.model, history.train_loss
 
 
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets ``a [N, D]``, ``b [M, D]``:
-    ``|μ_a - μ_b|² + tr(Σ_a + Σ_b - 2 (Σ_a Σ_b)^½)``.
+# --------------------------------------------------------------------------------------------
+# Classifier guidance: steering with the gradient of a noise-aware classifier
+# --------------------------------------------------------------------------------------------
 
-    On the features of an Inception network this is the FID of image generation; the course uses
-    the features of a small digit classifier instead, which needs no download. Lower is better; 0
-    means the same mean and covariance. It needs more samples than dimensions to be reliable.
+
+class NoisyClassifier(nn.Module):
+    """A classifier of *noisy* images, p(y | x_t, t): the encoder half of :class:`ConditionalUNet`
+    followed by global average pooling and a linear layer.
+
+    Classifier guidance needs ∇ log p(y | x_t) at every sampling step, that is on images at every
+    noise level. An ordinary classifier has only seen clean digits, and its gradient on a noisy x_t
+    points nowhere useful; this one is trained on q_sample(x_0, t) (:func:`train_noisy_classifier`)
+    and, like the denoiser, is told t.
+
+    Shapes: x [B, in_channels, H, W] (H, W divisible by 4), t [B] long -> logits [B, num_classes].
     """
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"expected features [N, D] and [M, D] with the same D, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
-        )
-    a, b = a.double().cpu().numpy(), b.double().cpu().numpy()
-    mu = a.mean(0) - b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    # sqrtm of a product of covariances is real in theory; rounding leaves tiny imaginary parts
-    return float(mu @ mu + np.trace(cov_a + cov_b - 2 * root.real))
+
+    def __init__(self, in_channels: int = 1, base: int = 32, num_classes: int = 10) -> None:
+        super().__init__()
+        if base % 8:
+            raise ValueError(f"base must be a multiple of 8 (GroupNorm with 8 groups), got {base}")
+        self.num_classes = num_classes
+        self.base = base
+        emb = 4 * base
+        self.time_mlp = nn.Sequential(nn.Linear(base, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.conv_in = nn.Conv2d(in_channels, base, 3, padding=1)
+        self.block1 = _ResBlock(base, base, emb)  # 16x16
+        self.pool1 = nn.Conv2d(base, base, 3, stride=2, padding=1)
+        self.block2 = _ResBlock(base, 2 * base, emb)  # 8x8
+        self.pool2 = nn.Conv2d(2 * base, 2 * base, 3, stride=2, padding=1)
+        self.block3 = _ResBlock(2 * base, 2 * base, emb)  # 4x4
+        self.norm = nn.GroupNorm(8, 2 * base)
+        self.fc = nn.Linear(2 * base, num_classes)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % 4 or x.shape[-1] % 4:
+            raise ValueError(f"height and width must be divisible by 4, got {tuple(x.shape[-2:])}")
+        emb = self.time_mlp(timestep_embedding(t, self.base))
+        h = self.block1(self.conv_in(x), emb)
+        h = self.block2(self.pool1(h), emb)
+        h = self.block3(self.pool2(h), emb)
+        return self.fc(F.silu(self.norm(h)).mean(dim=(2, 3)))
+
+
+def train_noisy_classifier(
+    classifier: nn.Module,
+    schedule: NoiseSchedule,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """Train ``classifier(x_t, t)`` with cross-entropy on ``images [N, C, H, W]`` in [0, 1],
+    each batch noised to a random timestep t ~ U{0, ..., T-1} with :func:`q_sample`.
+
+    At large t the label is unrecoverable and the best the classifier can do is a flat
+    distribution, so the loss never reaches 0. Seeded like :func:`train_diffusion`. Returns the
+    training loss per epoch.
+    """
+    loader, noise = _seeded_loader(images, labels, batch_size, seed)
+
+    def step(classifier: nn.Module, batch, device) -> torch.Tensor:
+        x0, y = (v.to(device) for v in batch)
+        t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=noise).to(device)
+        x_t = q_sample(schedule, x0, t, _randn(x0.shape, noise, device))
+        return F.cross_entropy(classifier(x_t, t), y)
+
+    history = fit(
+        classifier, loader, epochs=epochs,
+        optimizer=torch.optim.AdamW(classifier.parameters(), lr=lr), train_step=step,
+        device=device, progress=progress,
+    )  # fmt: skip
+    return history.train_loss
+
+
+class ClassifierGuidance(nn.Module):
+    """An unconditional denoiser steered towards class y by a noise-aware classifier
+    (Dhariwal & Nichol, 2021): a drop-in ``model(x, t, y)`` for :func:`sample_ddim` /
+    :func:`sample_ddpm`.
+
+    Bayes' rule for scores: ∇ log p(x_t | y) = ∇ log p(x_t) + ∇ log p(y | x_t). A trained ε̂ is a
+    scaled score, ∇ log p(x_t) ≈ -ε̂ / sqrt(1 - ᾱ_t), so adding the classifier's gradient gives
+
+        ε̂_guided = ε̂(x_t, t) - s · sqrt(1 - ᾱ_t) · ∇_{x_t} log p_φ(y | x_t, t),
+
+    where the scale ``s`` (> 1 sharpens p(y | x_t)) trades diversity for fidelity as in
+    classifier-free guidance. The denoiser runs with ``y=None`` (its null class): everything it
+    knows about y comes from the classifier. Each step costs one denoiser call plus a classifier
+    forward *and backward* pass.
+    """
+
+    def __init__(
+        self, model: nn.Module, classifier: nn.Module, schedule: NoiseSchedule, scale: float
+    ) -> None:
+        super().__init__()
+        self.model, self.classifier, self.schedule, self.scale = model, classifier, schedule, scale
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if y is None:
+            raise ValueError("classifier guidance needs the labels y to steer towards")
+        num_classes = self.classifier.num_classes
+        if y.min() < 0 or y.max() >= num_classes:
+            raise ValueError(
+                f"labels must lie in [0, {num_classes}), got {sorted(set(y.tolist()))}"
+            )
+        eps = self.model(x, t)
+        with torch.enable_grad():  # samplers run under no_grad; this gradient is part of the step
+            x_in = x.detach().requires_grad_(True)
+            log_probs = F.log_softmax(self.classifier(x_in, t), dim=1)
+            (grad,) = torch.autograd.grad(log_probs[torch.arange(len(y)), y].sum(), x_in)
+        alpha_bar = self.schedule.alphas_cumprod.to(device=x.device, dtype=x.dtype)[t]
+        return eps - self.scale * _broadcast((1 - alpha_bar) ** 0.5, x) * grad

@@ -243,6 +243,62 @@ def test_sample_ddim_matches_diffusers_loop(num_steps):
     assert got.abs().max() <= 1  # the last step returns the clipped x̂_0
 
 
+def test_samplers_start_from_given_noise():
+    model, schedule, shape = TinyEpsModel(), NoiseSchedule(50), (2, 2, 4, 4)
+    for sample in (sample_ddim, sample_ddpm):
+        drawn = sample(
+            model, schedule, shape, generator=torch.Generator().manual_seed(3), progress=False
+        )
+        g = torch.Generator().manual_seed(3)
+        x_T = torch.randn(shape, generator=g)  # the draw the sampler would make; DDPM goes on
+        given = sample(model, schedule, shape, generator=g, x_T=x_T, progress=False)
+        torch.testing.assert_close(given, drawn)
+        with pytest.raises(ValueError, match="x_T must have shape"):
+            sample(model, schedule, shape, x_T=x_T[:1], progress=False)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_ddim_invert_matches_diffusers_inverse_scheduler(schedule):
+    from diffusers import DDIMInverseScheduler
+
+    from course_utils.diffusion import ddim_invert
+
+    model, x0 = TinyEpsModel(), randn(2, 2, 6, 6).clamp(-1, 1)
+    got = ddim_invert(model, NoiseSchedule(100, schedule), x0, num_steps=10, progress=False)
+    sched = DDIMInverseScheduler(
+        num_train_timesteps=100, beta_schedule=DIFFUSERS_SCHEDULE[schedule], clip_sample=False,
+        set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading",
+    )  # fmt: skip
+    sched.set_timesteps(10)
+    x = x0
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(model(x, _t_batch(t, 2)), t, x).prev_sample
+    torch.testing.assert_close(got, x, atol=1e-5, rtol=1e-5)
+
+
+def test_ddim_invert_then_sample_returns_the_image_when_noise_does_not_depend_on_x():
+    """If ε̂ depends on t only, ε̂(x_{t_prev}, t) = ε̂(x_t, t): inversion is exact."""
+    from course_utils.diffusion import ddim_invert
+
+    class TimeOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor(0.3))
+
+        def forward(self, x, t, y=None):
+            return self.scale * torch.cos(t.float() / 7).view(-1, 1, 1, 1).expand_as(x)
+
+    model, schedule, x0 = TimeOnly(), NoiseSchedule(200, "cosine"), randn(3, 1, 4, 4).clamp(-1, 1)
+    x_T = ddim_invert(model, schedule, x0, num_steps=20, progress=False)
+    back = sample_ddim(
+        model, schedule, x0.shape, num_steps=20, clip_sample=False, x_T=x_T, progress=False
+    )
+    torch.testing.assert_close(back, x0, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match=r"x \* 2 - 1"):
+        ddim_invert(model, schedule, x0 + 2)
+
+
 def test_sample_ddim_eta_matches_diffusers_loop():
     model, shape = TinyEpsModel(), (2, 2, 6, 6)
     got = sample_ddim(
@@ -342,6 +398,10 @@ def test_conditional_unet_shapes_and_null_class():
     )  # fmt: skip
     with pytest.raises(ValueError, match="divisible by 4"):
         model(torch.randn(1, 1, 10, 10), t[:1])
+    with pytest.raises(ValueError, match=r"does not know \[11\]"):
+        model(x, t, torch.tensor([1, 11, 2]))
+    with pytest.raises(ValueError, match="does not know"):
+        model(x, t, torch.tensor([-1, 0, 2]))
 
 
 def test_diffusion_loss_gradients_reach_every_parameter():
@@ -436,7 +496,7 @@ def test_errors():
         sample_ddpm(model, s, (2, 2, 4, 4), y=torch.tensor([1]), progress=False)
 
 
-# ------------------------------------------------------------------ EMA, training, Fréchet distance
+# ------------------------------------------------------------------ EMA and training
 
 
 def test_ema_averages_parameters_and_copies_buffers():
@@ -481,17 +541,89 @@ def test_train_diffusion_learns_and_is_deterministic():
         )
 
 
-def test_frechet_distance_known_cases():
-    from course_utils.diffusion import frechet_distance
+# ------------------------------------------------------------------ classifier guidance
 
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(2000, 3, generator=g)
-    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    # N(0, I) vs N(m, I): |m|^2 (plus sampling noise)
-    b = torch.randn(2000, 3, generator=g) + torch.tensor([2.0, 0.0, 0.0])
-    assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.3)
-    # N(0, I) vs N(0, 4 I): tr(I + 4 I - 2 * 2 I) = 1 per dimension, 3 in all
-    c = 2 * torch.randn(2000, 3, generator=g)
-    assert frechet_distance(a, c) == pytest.approx(3.0, abs=0.4)
-    with pytest.raises(ValueError, match="same D"):
-        frechet_distance(a, torch.randn(5, 2))
+
+class LinearClassifier(nn.Module):
+    """logits = W flatten(x): the gradient of log softmax is known in closed form."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.weight = nn.Parameter(torch.randn(3, 2 * 4 * 4))
+
+    def forward(self, x, t):
+        return x.flatten(1) @ self.weight.T
+
+
+def test_classifier_guidance_adds_the_scaled_classifier_gradient():
+    from course_utils.diffusion import ClassifierGuidance
+
+    schedule, denoiser, classifier = NoiseSchedule(100), TinyEpsModel(), LinearClassifier()
+    x, t, y = randn(4, 2, 4, 4), torch.tensor([0, 10, 50, 99]), torch.tensor([0, 1, 2, 1])
+    guided = ClassifierGuidance(denoiser, classifier, schedule, scale=2.5)
+    with torch.no_grad():  # as inside a sampler: the gradient must still be computed
+        out = guided(x, t, y)
+        eps = denoiser(x, t)  # unconditional: the classifier alone knows y
+    # d/dx log softmax(Wx)_y = W_y - sum_k p_k W_k
+    p = torch.softmax(x.flatten(1) @ classifier.weight.T, dim=1)
+    grad = (classifier.weight[y] - p @ classifier.weight).view_as(x)
+    sigma = (1 - schedule.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
+    torch.testing.assert_close(out, eps - 2.5 * sigma * grad)
+    assert classifier.weight.grad is None  # only x was differentiated
+    torch.testing.assert_close(
+        ClassifierGuidance(denoiser, classifier, schedule, 0.0)(x, t, y), eps
+    )
+    with pytest.raises(ValueError, match="needs the labels"):
+        guided(x, t)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        guided(x, t, torch.tensor([0, 1, 3, 0]))
+
+
+def test_classifier_guidance_steers_a_sampler():
+    from course_utils.diffusion import ClassifierGuidance
+
+    schedule, denoiser, classifier = NoiseSchedule(100), TinyEpsModel(), LinearClassifier()
+    y = torch.tensor([0, 1, 2, 0])
+
+    def run(scale):
+        model = ClassifierGuidance(denoiser, classifier, schedule, scale)
+        return sample_ddim(
+            model, schedule, (4, 2, 4, 4), num_steps=10, y=y, clip_sample=False, progress=False,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+
+    plain, steered = run(0.0), run(20.0)
+    log_p = lambda x: torch.log_softmax(classifier(x, None), 1)[torch.arange(4), y]  # noqa: E731
+    with torch.no_grad():
+        steered, plain = log_p(steered), log_p(plain)
+    assert (steered >= plain - 1e-6).all() and steered.sum() > plain.sum() + 1
+
+
+def test_noisy_classifier_shapes_and_training_is_deterministic():
+    from course_utils.data import digits
+    from course_utils.diffusion import NoisyClassifier, train_noisy_classifier
+
+    images, labels = digits(16)
+    images, labels = images[:64], labels[:64]
+    schedule = NoiseSchedule(100)
+    t = torch.tensor([0, 50, 99])
+    assert NoisyClassifier(1, 8, num_classes=7)(randn(3, 1, 16, 16), t).shape == (3, 7)
+
+    def run():
+        torch.manual_seed(0)
+        classifier = NoisyClassifier(1, base=8)
+        losses = train_noisy_classifier(
+            classifier, schedule, images, labels, epochs=8, lr=3e-3, batch_size=16,
+            progress=False,
+        )  # fmt: skip
+        return classifier, losses
+
+    (a, losses), (b, _) = run(), run()
+    assert losses[-1] < losses[0]
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train_noisy_classifier(NoisyClassifier(1, 8), schedule, images - 1, labels, epochs=1)
