@@ -28,9 +28,10 @@ class Case:
     ours: Callable[[], object]
     reference: Callable[[], object]
     reference_name: str  # e.g. "torchvision.ops.nms"
+    repeats: int = 15  # interleaved pairs timed; fewer for cases that take seconds per call
 
 
-def time_pair(case: Case, repeats: int = 15, min_time: float = 0.05) -> tuple[float, float]:
+def time_pair(case: Case, min_time: float = 0.05) -> tuple[float, float]:
     """Median seconds per call of (ours, reference), measured interleaved."""
     case.ours(), case.reference()  # warm-up: caches, lazy imports, allocator
     calls = 1
@@ -42,7 +43,7 @@ def time_pair(case: Case, repeats: int = 15, min_time: float = 0.05) -> tuple[fl
             break
         calls *= 2
     ours, ref = [], []
-    for _ in range(repeats):
+    for _ in range(case.repeats):
         for fn, out in ((case.ours, ours), (case.reference, ref)):
             start = time.perf_counter()
             for _ in range(calls):

@@ -627,3 +627,111 @@ def test_noisy_classifier_shapes_and_training_is_deterministic():
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         train_noisy_classifier(NoisyClassifier(1, 8), schedule, images - 1, labels, epochs=1)
+
+
+# ------------------------------------------------------------------ flow matching
+
+
+def test_fm_path_ends_and_target_is_its_derivative():
+    from course_utils.diffusion import fm_path, fm_target
+
+    x1, noise = randn(3, 1, 4, 4, seed=1), randn(3, 1, 4, 4, seed=2)
+    torch.testing.assert_close(fm_path(x1, noise, torch.zeros(3)), noise)
+    torch.testing.assert_close(fm_path(x1, noise, torch.ones(3)), x1)
+    t, h = torch.tensor([0.1, 0.5, 0.8]), 1e-3
+    slope = (fm_path(x1, noise, t + h) - fm_path(x1, noise, t - h)) / (2 * h)
+    torch.testing.assert_close(slope, fm_target(x1, noise), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match=r"floats in \[0, 1\]"):
+        fm_path(x1, noise, torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"floats in \[0, 1\]"):
+        fm_path(x1, noise, torch.tensor([0.0, 1.5, 1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        fm_target(x1, noise[:2])
+
+
+class ODEField(nn.Module):
+    """dx/dt = x cos(t) (t in flow time [0, 1]): x(1) = x(0) exp(sin 1)."""
+
+    def forward(self, x, t, y=None):
+        from course_utils.diffusion import FLOW_TIME_SCALE
+
+        return x * torch.cos(t / FLOW_TIME_SCALE).view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize(("sampler", "order"), [("sample_euler", 1), ("sample_heun", 2)])
+def test_ode_samplers_converge_with_their_order(sampler, order):
+    import math
+
+    from course_utils import diffusion
+
+    x0 = randn(2, 1, 3, 3, seed=4).double()
+    exact = x0 * math.exp(math.sin(1.0))
+    errors = []
+    for n in (8, 16, 32, 64):
+        x1 = getattr(diffusion, sampler)(ODEField(), x0.shape, num_steps=n, x_T=x0, progress=False)
+        errors.append((x1 - exact).abs().max().item())
+    rates = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert all(abs(r - order) < 0.15 for r in rates), (errors, rates)
+
+
+def test_euler_lands_on_the_data_in_one_step_on_a_straight_path():
+    """For a single data point x_1 the ideal velocity is (x_1 - x) / (1 - t): one step suffices."""
+    from course_utils.diffusion import FLOW_TIME_SCALE, sample_euler
+
+    x1 = randn(1, 1, 4, 4, seed=5)
+
+    class Ideal(nn.Module):
+        def forward(self, x, t, y=None):
+            return (x1 - x) / (1 - t / FLOW_TIME_SCALE).view(-1, 1, 1, 1)
+
+    out = sample_euler(Ideal(), (3, 1, 4, 4), num_steps=1, generator=torch.Generator())
+    torch.testing.assert_close(out, x1.expand(3, -1, -1, -1))
+    with pytest.raises(ValueError, match="num_steps"):
+        sample_euler(Ideal(), (3, 1, 4, 4), num_steps=0)
+
+
+def test_heun_makes_two_guided_calls_per_step():
+    from course_utils.diffusion import sample_heun
+
+    model, y = TinyEpsModel(), torch.tensor([0, 2])
+    sample_heun(
+        model, (2, 2, 4, 4), num_steps=5, y=y, guidance_scale=2.0, null_class=4, progress=False
+    )
+    assert model.calls == 10  # one doubled batch per velocity evaluation, two per step
+
+
+def test_flow_matching_loss_is_the_velocity_regression():
+    from course_utils.diffusion import FLOW_TIME_SCALE, flow_matching_loss
+
+    model, x1 = TinyEpsModel(), randn(4, 2, 4, 4).clamp(-1, 1)
+    y = torch.tensor([0, 1, 2, 3])
+    loss = flow_matching_loss(
+        model, x1, y, p_uncond=0.0, generator=torch.Generator().manual_seed(7)
+    )
+    g = torch.Generator().manual_seed(7)  # replay the draws: t, then noise
+    t, noise = torch.rand(4, generator=g), torch.randn(x1.shape, generator=g)
+    x_t = (1 - t.view(-1, 1, 1, 1)) * noise + t.view(-1, 1, 1, 1) * x1
+    expected = ((model(x_t, t * FLOW_TIME_SCALE, y) - (x1 - noise)) ** 2).mean()
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_train_flow_matching_learns_and_is_deterministic():
+    from course_utils.data import digits
+    from course_utils.diffusion import train_flow_matching
+
+    images, labels = digits(16)
+    images, labels = images[:64], labels[:64]
+
+    def run():
+        torch.manual_seed(0)
+        return train_flow_matching(
+            ConditionalUNet(1, base=8), images, labels, epochs=6, lr=2e-3, batch_size=16,
+            ema_decay=0.9, progress=False,
+        )  # fmt: skip
+
+    (ema_a, losses), (ema_b, _) = run(), run()
+    assert losses[-1] < losses[0]
+    for p, q in zip(ema_a.parameters(), ema_b.parameters()):
+        assert torch.equal(p, q)
