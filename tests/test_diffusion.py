@@ -735,3 +735,21 @@ def test_train_flow_matching_learns_and_is_deterministic():
     assert losses[-1] < losses[0]
     for p, q in zip(ema_a.parameters(), ema_b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_euler_matches_diffusers_flow_match_scheduler_with_time_reversed():
+    """Diffusers runs σ = 1 - t from 1 (noise) to 0 (data) and its model predicts ε - x_1 = -v."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from course_utils.diffusion import FLOW_TIME_SCALE, sample_euler
+
+    model, shape, n = TinyEpsModel(), (2, 2, 4, 4), 8
+    ours = sample_euler(model, shape, num_steps=n, generator=torch.Generator().manual_seed(0))
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    sched.set_timesteps(sigmas=[1 - i / n for i in range(n)])  # 1, 7/8, ..., 1/8, then 0
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for timestep in sched.timesteps:  # σ * 1000
+            t = FLOW_TIME_SCALE - timestep.float()  # our time, scaled
+            x = sched.step(-model(x, t.repeat(shape[0])), timestep, x).prev_sample
+    torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-5)
