@@ -138,6 +138,11 @@ class NoiseSchedule:
     ``schedule="linear"`` spaces β_t evenly from ``beta_start`` to ``beta_end`` (diffusers'
     ``beta_schedule="linear"``); ``"cosine"`` ignores both and uses the cosine ᾱ with β clipped at
     0.999 (diffusers' ``"squaredcos_cap_v2"``).
+
+    ``sample_range`` is where the data live, [-sample_range, sample_range] (1 for images, like
+    diffusers' ``clip_sample_range``): :func:`q_sample` refuses data outside it and ``clip_sample``
+    clips x̂_0 to it. ``None`` is for unbounded data such as the VAE latents of latent diffusion:
+    nothing is checked or clipped, and :func:`train_diffusion` takes the data as they are.
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class NoiseSchedule:
         schedule: str = "linear",
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
+        sample_range: float | None = 1.0,
     ) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -153,6 +159,7 @@ class NoiseSchedule:
             raise ValueError(f"num_timesteps must be at least 1, got {num_timesteps}")
         self.num_timesteps = num_timesteps
         self.schedule = schedule
+        self.sample_range = sample_range
         if schedule == "linear":
             self.betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float32)
         else:
@@ -182,6 +189,19 @@ def _check_timesteps(schedule: NoiseSchedule, t: torch.Tensor | int) -> None:
         raise ValueError(f"timesteps must lie in [0, {schedule.num_timesteps}) (0-based), got {t}")
 
 
+def _check_sample_range(schedule: NoiseSchedule, x: torch.Tensor, name: str = "x0") -> None:
+    """Data must lie in the schedule's [-sample_range, sample_range] (unless it is None)."""
+    bound = schedule.sample_range
+    # A small tolerance: x * 2 - 1 can round a hair outside [-1, 1].
+    if bound is None or x.numel() == 0 or x.abs().max() <= bound + 1e-4:
+        return
+    raise ValueError(
+        f"{name} must lie in [-{bound:g}, {bound:g}], got values in [{x.min():.3g}, {x.max():.3g}]; "
+        "scale images from [0, 1] with x * 2 - 1 (unbounded data such as latents need "
+        "NoiseSchedule(sample_range=None))"
+    )
+
+
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-sample values [B] -> [B, 1, 1, ...] so that they scale every element of ``like``."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
@@ -207,12 +227,7 @@ def q_sample(
     if t.shape != (x0.shape[0],):
         raise ValueError(f"t must have shape [B] = [{x0.shape[0]}], got {tuple(t.shape)}")
     _check_timesteps(schedule, t)
-    # A small tolerance: x * 2 - 1 can round a hair outside [-1, 1].
-    if x0.numel() > 0 and (x0.min() < -1 - 1e-4 or x0.max() > 1 + 1e-4):
-        raise ValueError(
-            f"x0 must lie in [-1, 1], got values in [{x0.min():.3g}, {x0.max():.3g}]; "
-            "scale images from [0, 1] with x * 2 - 1"
-        )
+    _check_sample_range(schedule, x0)
     alpha_bar = schedule.alphas_cumprod.to(device=x0.device, dtype=x0.dtype)[t.to(x0.device)]
     alpha_bar = _broadcast(alpha_bar, x0)
     return alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise
@@ -263,14 +278,23 @@ def _check_step_inputs(model_output: torch.Tensor, x_t: torch.Tensor) -> None:
 
 
 def _predict_x0(
-    model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar_t: torch.Tensor, clip_sample: bool
+    schedule: NoiseSchedule,
+    model_output: torch.Tensor,
+    x_t: torch.Tensor,
+    alpha_bar_t: torch.Tensor,
+    clip_sample: bool,
 ) -> torch.Tensor:
-    """x̂_0 = (x_t - sqrt(1 - ᾱ_t) ε̂) / sqrt(ᾱ_t), clipped to [-1, 1] when ``clip_sample``.
+    """x̂_0 = (x_t - sqrt(1 - ᾱ_t) ε̂) / sqrt(ᾱ_t), clipped to the schedule's sample range (e.g.
+    [-1, 1]) when ``clip_sample``.
 
     Clipping matters at large t, where dividing by a tiny sqrt(ᾱ_t) amplifies every error in ε̂.
     """
     x0 = (x_t - (1 - alpha_bar_t) ** 0.5 * model_output) / alpha_bar_t**0.5
-    return x0.clamp(-1, 1) if clip_sample else x0
+    if not clip_sample:
+        return x0
+    if schedule.sample_range is None:
+        raise ValueError("clip_sample=True needs a bounded sample_range; pass clip_sample=False")
+    return x0.clamp(-schedule.sample_range, schedule.sample_range)
 
 
 def ddpm_step(
@@ -310,7 +334,7 @@ def ddpm_step(
     alpha_t = alpha_bar_t / alpha_bar_prev
     beta_t = 1 - alpha_t
 
-    x0 = _predict_x0(model_output, x_t, alpha_bar_t, clip_sample)
+    x0 = _predict_x0(schedule, model_output, x_t, alpha_bar_t, clip_sample)
     # Posterior mean μ = c0 x̂_0 + ct x_t (DDPM paper, eq. 7).
     c0 = alpha_bar_prev**0.5 * beta_t / (1 - alpha_bar_t)
     ct = alpha_t**0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
@@ -367,7 +391,7 @@ def ddim_step(
     alpha_bar_t = alpha_bar[t]
     alpha_bar_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
 
-    x0 = _predict_x0(model_output, x_t, alpha_bar_t, clip_sample)
+    x0 = _predict_x0(schedule, model_output, x_t, alpha_bar_t, clip_sample)
     if use_clipped_model_output:  # the ε̂ that the clipped x̂_0 implies, by inverting q_sample
         model_output = (x_t - alpha_bar_t**0.5 * x0) / (1 - alpha_bar_t) ** 0.5
     variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
@@ -579,8 +603,7 @@ def ddim_invert(
     ``DDIMInverseScheduler`` we use ε̂(x_{t_prev}, t) instead, an approximation that improves
     with more steps (smaller jumps). The images must be in model space [-1, 1].
     """
-    if x0.numel() and (x0.min() < -1 - 1e-4 or x0.max() > 1 + 1e-4):
-        raise ValueError("x0 must lie in [-1, 1]; scale images from [0, 1] with x * 2 - 1")
+    _check_sample_range(schedule, x0)
     alpha_bar = schedule.alphas_cumprod
 
     def step(eps: torch.Tensor, t: int, t_prev: int, x: torch.Tensor) -> torch.Tensor:
@@ -777,14 +800,17 @@ class EMA:
 
 
 def _seeded_loader(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, rescale: bool = True
 ) -> tuple[DataLoader, torch.Generator]:
     """Batches of (images scaled to [-1, 1], labels) in a seeded order, plus a second seeded
-    generator for the timesteps and noise: the same call trains the same weights on the CPU."""
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError("images must be in [0, 1]; they are scaled to [-1, 1] here")
+    generator for the timesteps and noise: the same call trains the same weights on the CPU.
+    ``rescale=False`` batches the data as they are (latents)."""
+    if rescale:
+        if images.min() < 0 or images.max() > 1:
+            raise ValueError("images must be in [0, 1]; they are scaled to [-1, 1] here")
+        images = images * 2 - 1
     loader = DataLoader(
-        TensorDataset(images * 2 - 1, labels), batch_size, shuffle=True, drop_last=True,
+        TensorDataset(images, labels), batch_size, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(seed),
     )  # fmt: skip
     return loader, torch.Generator().manual_seed(seed + 1)
@@ -806,7 +832,8 @@ def train_diffusion(
     progress: bool = True,
 ) -> tuple[nn.Module, list[float]]:
     """Train an ε-prediction model on ``images [N, C, H, W]`` in [0, 1] (scaled to [-1, 1] here)
-    with :func:`diffusion_loss`, AdamW and an :class:`EMA` of the weights.
+    with :func:`diffusion_loss`, AdamW and an :class:`EMA` of the weights. With a schedule whose
+    ``sample_range`` is None, ``images`` are unbounded data (latents) and are used as they are.
 
     ``labels [N]`` (or None for an unconditional model) are dropped to the null class with
     probability ``p_uncond``. Batches, timesteps and noise come from generators seeded with
@@ -817,9 +844,11 @@ def train_diffusion(
     def loss(model, x0, y, generator):
         return diffusion_loss(model, schedule, x0, y, p_uncond, generator=generator)
 
+    rescale = schedule.sample_range is not None
     return _train_denoiser(
-        model, loss, images, labels, epochs, lr, batch_size, ema_decay, seed, device, progress
-    )
+        model, loss, images, labels, epochs, lr, batch_size, ema_decay, seed, device, progress,
+        rescale,
+    )  # fmt: skip
 
 
 def _train_denoiser(
@@ -834,11 +863,13 @@ def _train_denoiser(
     seed: int,
     device: torch.device | str | None,
     progress: bool,
+    rescale: bool = True,
 ) -> tuple[nn.Module, list[float]]:
-    """The loop :func:`train_diffusion` and :func:`train_flow_matching` share: seeded batches,
-    ``loss(model, x0, y, generator)`` per batch, AdamW, EMA after every step."""
+    """The loop :func:`train_diffusion` and :func:`train_flow_matching` share: seeded batches
+    (images scaled from [0, 1] to [-1, 1] when ``rescale``), ``loss(model, x0, y, generator)`` per
+    batch, AdamW, EMA after every step."""
     targets = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
-    loader, noise = _seeded_loader(images, targets, batch_size, seed)
+    loader, noise = _seeded_loader(images, targets, batch_size, seed, rescale)
 
     def step(model: nn.Module, batch, device) -> torch.Tensor:
         x0, y = (v.to(device) for v in batch)

@@ -753,3 +753,35 @@ def test_euler_matches_diffusers_flow_match_scheduler_with_time_reversed():
             t = FLOW_TIME_SCALE - timestep.float()  # our time, scaled
             x = sched.step(-model(x, t.repeat(shape[0])), timestep, x).prev_sample
     torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-5)
+
+
+def test_unbounded_sample_range_for_latents():
+    """sample_range=None: no range check, no clipping allowed, training data used as given."""
+    from course_utils.diffusion import train_diffusion
+
+    bounded, free = NoiseSchedule(100), NoiseSchedule(100, sample_range=None)
+    latents, t, noise = 3 * randn(4, 2, 4, 4), torch.tensor([0, 10, 50, 99]), randn(4, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"sample_range=None"):
+        q_sample(bounded, latents, t, noise)
+    torch.testing.assert_close(
+        q_sample(free, latents, t, noise),
+        free.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1) * latents
+        + (1 - free.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1) * noise,
+    )
+    eps = randn(4, 2, 4, 4, seed=9)
+    with pytest.raises(ValueError, match="clip_sample=False"):
+        ddim_step(free, eps, 50, 30, latents)
+    # Without clipping the two schedules take the same step.
+    torch.testing.assert_close(
+        ddim_step(free, eps, 50, 30, latents, clip_sample=False),
+        ddim_step(bounded, eps, 50, 30, latents, clip_sample=False),
+    )
+    # A range of 2 clips x̂_0 to [-2, 2]: the last DDIM step returns x̂_0 itself.
+    wide = NoiseSchedule(100, sample_range=2.0)
+    assert ddim_step(wide, eps, 50, -1, latents).abs().max() == pytest.approx(2.0)
+    torch.manual_seed(0)
+    _, losses = train_diffusion(
+        ConditionalUNet(2, base=8, num_classes=3), free, latents, torch.tensor([0, 1, 2, 0]),
+        epochs=2, batch_size=2, progress=False,
+    )  # fmt: skip
+    assert len(losses) == 2
