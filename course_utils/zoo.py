@@ -643,6 +643,65 @@ register(
 )
 
 
+def train_autoencoder_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    beta: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train the VAE of latent diffusion (lesson 09) on the training digits; score its
+    reconstructions (from the latent means) of the 450 test digits: how often the judge
+    ``resnet_small_digits`` still recognises them, and their mean squared error in [0, 1]."""
+    from . import data
+    from .latent import train_vae
+    from .quality import recognition_accuracy
+
+    x_train, x_test, _, y_test = data.digits_split(size=size)
+    train_vae(
+        model, x_train, epochs=epochs, lr=lr, batch_size=batch_size, beta=beta, device=device,
+        progress=progress,
+    )  # fmt: skip
+    model.eval()
+    with torch.no_grad():
+        mean, _ = model.encode(x_test.to(device) * 2 - 1)
+        recon = ((model.decode(mean).cpu() + 1) / 2).clamp(0, 1)
+    judge = load("resnet_small_digits", device=device)
+    return {
+        "metric": "recognised_reconstructions",
+        "value": recognition_accuracy(judge, recon, y_test),
+        "mse": ((recon - x_test) ** 2).mean().item(),
+    }
+
+
+def _autoencoder_digits() -> nn.Module:
+    from .latent import VAE
+
+    return VAE(in_channels=1, latent_channels=4, base=32, downsamples=2)
+
+
+_AUTOENCODER_RECIPE = {"size": 16, "epochs": 60, "lr": 1e-3, "batch_size": 128, "beta": 1e-3}
+register(
+    Entry(
+        name="autoencoder_digits",
+        build=_autoencoder_digits,
+        train=functools.partial(train_autoencoder_digits, **_AUTOENCODER_RECIPE),
+        recipe={
+            "model": "VAE(in_channels=1, latent_channels=4, base=32, downsamples=2): 16x16 -> 4x4x4",
+            "objective": "MSE + beta * KL per latent entry",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _AUTOENCODER_RECIPE,
+        description="VAE compressing 16x16 digits to 4x4x4 latents (lesson 09)",
+    )
+)
+
+
 def train_diffusion_digits(
     model: nn.Module,
     *,
@@ -673,18 +732,28 @@ def train_diffusion_digits(
         p_uncond=p_uncond, ema_decay=ema_decay, device=device, progress=progress,
     )  # fmt: skip
     model.load_state_dict(ema.state_dict())  # ship the averaged weights
-    judge = load("resnet_small_digits", device=device)
-    wanted = torch.arange(10).repeat_interleave(50)
-    scores = {}
-    for name, scale in (("value", 3.0), ("recognised_unguided", 1.0)):
-        samples = sample_ddim(
+
+    def ddim(scale: float, wanted: torch.Tensor) -> torch.Tensor:
+        return sample_ddim(
             model, noise_schedule, (len(wanted), 1, size, size), num_steps=50, y=wanted,
             generator=torch.Generator().manual_seed(0), guidance_scale=scale,
             null_class=model.null_class, use_clipped_model_output=True, progress=False,
         )  # fmt: skip
-        with torch.no_grad():
-            predicted = judge(((samples + 1) / 2).clamp(0, 1).to(device)).argmax(1).cpu()
-        scores[name] = (predicted == wanted).float().mean().item()
+
+    return _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device)
+
+
+def _recognised(sample: Callable, scales: dict, device) -> dict:
+    """How often ``sample(scale, wanted)`` (images in [-1, 1]) draws the requested digit, judged
+    by ``resnet_small_digits`` on 500 samples (50 per class), for each named guidance scale."""
+    from .quality import recognition_accuracy
+
+    judge = load("resnet_small_digits", device=device)
+    wanted = torch.arange(10).repeat_interleave(50)
+    scores = {
+        name: recognition_accuracy(judge, ((sample(scale, wanted) + 1) / 2).clamp(0, 1), wanted)
+        for name, scale in scales.items()
+    }
     return {"metric": "recognised", **scores}
 
 
@@ -716,6 +785,62 @@ register(
         }
         | _DIFFUSION_RECIPE,
         description="Class-conditional diffusion model of the 16x16 digits (lessons 07-08)",
+    )
+)
+
+
+def train_flow_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    p_uncond: float,
+    ema_decay: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train a class-conditional flow-matching model (rectified flow) on the training digits, the
+    same network and recipe as ``diffusion_digits`` with the velocity objective; keep its EMA
+    weights; measure how often 20 Euler steps produce the requested digit (500 samples) with
+    guidance scale 2 and without guidance.
+    """
+    from . import data
+    from .diffusion import sample_euler, train_flow_matching
+
+    x_train, _, y_train, _ = data.digits_split(size=size)
+    ema, _ = train_flow_matching(
+        model, x_train, y_train, epochs=epochs, lr=lr, batch_size=batch_size, p_uncond=p_uncond,
+        ema_decay=ema_decay, device=device, progress=progress,
+    )  # fmt: skip
+    model.load_state_dict(ema.state_dict())
+
+    def euler(scale: float, wanted: torch.Tensor) -> torch.Tensor:
+        return sample_euler(
+            model, (len(wanted), 1, size, size), num_steps=20, y=wanted,
+            generator=torch.Generator().manual_seed(0), guidance_scale=scale,
+            null_class=model.null_class, progress=False,
+        )  # fmt: skip
+
+    return _recognised(euler, {"value": 2.0, "recognised_unguided": 1.0}, device)
+
+
+_FLOW_RECIPE = {k: v for k, v in _DIFFUSION_RECIPE.items() if k != "schedule"}
+register(
+    Entry(
+        name="flow_digits",
+        build=_diffusion_digits,
+        train=functools.partial(train_flow_digits, **_FLOW_RECIPE),
+        recipe={
+            "model": "ConditionalUNet(in_channels=1, base=32, num_classes=10), null class 10",
+            "objective": "flow matching (straight paths, velocity x1 - noise, t ~ U[0, 1] fed as "
+            "1000 t), conditioning dropout p_uncond; EMA weights shipped",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _FLOW_RECIPE,
+        description="Class-conditional flow-matching model of the 16x16 digits (lesson 10)",
     )
 )
 
