@@ -518,6 +518,8 @@ def sample_ddpm(
         generator: seeds the initial noise and every step's noise (reproducible samples).
         guidance_scale: classifier-free guidance scale; 1 runs the model once on y, other values
             run it on y and on ``null_class`` (the label the model saw when the class was dropped).
+            Any other label works as ``null_class`` too: guidance then also pushes away from that
+            class, a "negative prompt" (lesson 08).
         clip_sample: clip x̂_0 to [-1, 1] at every step; then the result lies in [-1, 1].
         device: where to sample; by default the device of the model's parameters.
         callback: called as ``callback(t, x)`` after each step with the new sample x_{t-1}, e.g.
