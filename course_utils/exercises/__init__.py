@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..runtime import cache_dir
 
-__all__ = ["CheckResult", "exercise", "progress"]
+__all__ = ["CheckResult", "as_tensor", "exercise", "progress"]
 
 
 @dataclass
@@ -79,3 +79,12 @@ def progress() -> dict[str, dict]:
     """What has been checked so far: ``{exercise name: {"status": ..., "time": ...}}``."""
     path = cache_dir("progress") / "exercises.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def as_tensor(out, what: str):
+    """Checkers' first question: did the answer return a tensor at all? ``what`` names the call
+    in the hint, e.g. ``"my_q_sample(x0, t, noise)"``."""
+    import torch
+
+    assert isinstance(out, torch.Tensor), f"{what} should be a tensor, got {type(out).__name__}"
+    return out

@@ -17,16 +17,11 @@ from ..features import (
     topk_predictions,
 )
 from ..style import gram_matrix
-from . import exercise
+from . import as_tensor, exercise
 
 #: the two shipped backbones of exercise 06.4, and how many held-out digits it compares them on
 BACKBONES = ("resnet_small_digits", "minivgg_digits")
 NUM_DIGITS = 100
-
-
-def _as_tensor(out, what: str) -> torch.Tensor:
-    assert isinstance(out, torch.Tensor), f"{what} should be a tensor, got {type(out).__name__}"
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,7 +41,7 @@ def check_gram(my_gram) -> None:
         if features.dim() == 3:
             expected = expected[0]
         c, h, w = features.shape[-3:]
-        out = _as_tensor(my_gram(features.clone()), f"my_gram(features of shape {shape})")
+        out = as_tensor(my_gram(features.clone()), f"my_gram(features of shape {shape})")
         if features.dim() == 3 and out.shape == (1, c, c):
             raise AssertionError(
                 f"features [C, H, W] = {list(shape)} should give [C, C] = [{c}, {c}], not "
@@ -94,7 +89,7 @@ def check_nearest(my_nearest) -> None:
     """``my_nearest(features [N, D], query, k) -> indices [k]`` (int): the ``k`` rows most similar
     to row ``query`` by cosine similarity, best first, without the query itself."""
     for features, query, k in _neighbour_cases():
-        out = _as_tensor(my_nearest(features.clone(), query, k), f"my_nearest(..., {query}, {k})")
+        out = as_tensor(my_nearest(features.clone(), query, k), f"my_nearest(..., {query}, {k})")
         expected = nearest_neighbours(features, query, k=k)[0]
         out = out.flatten()
         assert len(out) == k, f"expected {k} indices, got {len(out)}"
@@ -138,8 +133,8 @@ def check_topk(my_topk) -> None:
         logits = torch.randn(n, num_classes, generator=g) * 3
         out = my_topk(logits.clone(), k)
         assert isinstance(out, tuple) and len(out) == 2, "return a tuple (probs, indices)"
-        probs = _as_tensor(out[0], "probs")
-        indices = _as_tensor(out[1], "indices")
+        probs = as_tensor(out[0], "probs")
+        indices = as_tensor(out[1], "indices")
         expected_probs, expected_indices = topk_predictions(logits, k)
         assert probs.shape == (n, k) and indices.shape == (n, k), (
             f"logits [{n}, {num_classes}] with k={k} should give probs and indices [{n}, {k}], "

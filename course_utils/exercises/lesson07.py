@@ -11,12 +11,7 @@ import math
 import torch
 
 from ..diffusion import NoiseSchedule, ddim_step, ddpm_step, q_sample
-from . import exercise
-
-
-def _as_tensor(out, what: str) -> torch.Tensor:
-    assert isinstance(out, torch.Tensor), f"{what} should be a tensor, got {type(out).__name__}"
-    return out
+from . import as_tensor, exercise
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
@@ -51,7 +46,7 @@ def check_q_sample(my_q_sample) -> None:
                 f"{what} failed with '{err}': alphas_cumprod[t] has shape [B]; reshape it to "
                 "[B, 1, 1, 1] (e.g. .view(-1, 1, 1, 1)) so that each value scales its own image"
             ) from err
-        out = _as_tensor(out, what)
+        out = as_tensor(out, what)
         expected = q_sample(schedule, x0, t, noise)
         assert out.shape == expected.shape, (
             f"{what}: expected shape {list(expected.shape)}, got {list(out.shape)}; index "
@@ -121,7 +116,9 @@ def check_cosine_betas(my_cosine_betas) -> None:
         out = my_cosine_betas(T)
         out = torch.as_tensor(out).double().flatten()
         expected = NoiseSchedule(T, "cosine").betas.double()
-        assert len(out) == T, f"my_cosine_betas({T}) should give {T} values (t = 0 ... T-1), got {len(out)}"
+        assert len(out) == T, (
+            f"my_cosine_betas({T}) should give {T} values (t = 0 ... T-1), got {len(out)}"
+        )
         if _close(out, expected, 1e-5):
             continue
         variants = _cosine_variants(T)
@@ -143,7 +140,9 @@ def check_cosine_betas(my_cosine_betas) -> None:
                 "the first noising step: β_t = 1 - ᾱ((t+1)/T) / ᾱ(t/T) for t = 0 ... T-1"
             )
         if _close(out, variants["T - 1"], 1e-5):
-            raise AssertionError("divide by T, not T - 1: the schedule runs over s = t / T in [0, 1]")
+            raise AssertionError(
+                "divide by T, not T - 1: the schedule runs over s = t / T in [0, 1]"
+            )
         raise AssertionError(
             f"my_cosine_betas({T}) differs from NoiseSchedule({T}, 'cosine').betas (largest gap "
             f"{(out - expected).abs().max():.3g}, first values {out[:3].tolist()} vs "
@@ -182,7 +181,7 @@ def check_posterior(my_posterior) -> None:
             what = f"my_posterior on {schedule} at t = {t}"
             out = my_posterior(schedule, x0.clone(), x_t.clone(), t)
             assert isinstance(out, tuple) and len(out) == 2, "return a tuple (mean, variance)"
-            mean = _as_tensor(out[0], "mean")
+            mean = as_tensor(out[0], "mean")
             variance = float(torch.as_tensor(out[1]).double().mean())
             exp_mean, exp_var = reference_posterior(schedule, x0, x_t, t)
             a_bar = schedule.alphas_cumprod[t].double()
@@ -248,7 +247,7 @@ def check_ddim_step(my_ddim_step) -> None:
         x_t = torch.randn(3, 1, 4, 4, generator=g)
         eps = torch.randn(x_t.shape, generator=g)
         what = f"my_ddim_step(t={t}, t_prev={t_prev})"
-        out = _as_tensor(my_ddim_step(schedule, eps.clone(), t, t_prev, x_t.clone()), what)
+        out = as_tensor(my_ddim_step(schedule, eps.clone(), t, t_prev, x_t.clone()), what)
         expected = ddim_step(schedule, eps, t, t_prev, x_t, eta=0.0)
         assert out.shape == expected.shape, (
             f"{what}: expected shape {list(expected.shape)}, got {list(out.shape)}"

@@ -9,15 +9,10 @@ import torch
 from torch import nn
 
 from ..diffusion import ClassifierGuidance, NoiseSchedule, classifier_free_guidance
-from . import exercise
+from . import as_tensor, exercise
 
 #: the scales the guidance checker tries: real guidance, 0 (unconditional), 1 (conditional)
 SCALES = (3.0, 0.0, 1.0, 7.5)
-
-
-def _as_tensor(out, what: str) -> torch.Tensor:
-    assert isinstance(out, torch.Tensor), f"{what} should be a tensor, got {type(out).__name__}"
-    return out
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -35,7 +30,7 @@ def check_cfg(my_cfg) -> None:
     g = torch.Generator().manual_seed(8)
     eps_uncond, eps_cond = torch.randn(2, 3, 1, 4, 4, generator=g)
     for scale in SCALES:
-        out = _as_tensor(
+        out = as_tensor(
             my_cfg(eps_uncond.clone(), eps_cond.clone(), scale), f"my_cfg(..., scale={scale})"
         )
         expected = classifier_free_guidance(eps_uncond, eps_cond, scale)
@@ -134,7 +129,7 @@ def check_guided_eps(my_guided_eps) -> None:
         model.calls.clear()
         with torch.no_grad():
             out = my_guided_eps(model, x.clone(), t.clone(), y.clone(), scale, model.null_class)
-        out = _as_tensor(out, "my_guided_eps(...)")
+        out = as_tensor(out, "my_guided_eps(...)")
         calls = list(model.calls)
         assert calls, "the model was never called"
         assert out.shape == x.shape, (
@@ -180,7 +175,7 @@ def check_drop_labels(my_drop_labels) -> None:
     u = torch.rand(200, generator=g)
     for p in (0.1, 0.5, 0.0, 1.0):
         y_in = y.clone()
-        out = _as_tensor(my_drop_labels(y_in, u.clone(), p, 10), f"my_drop_labels(..., p={p})")
+        out = as_tensor(my_drop_labels(y_in, u.clone(), p, 10), f"my_drop_labels(..., p={p})")
         expected = torch.where(u < p, torch.full_like(y, 10), y)
         assert torch.equal(y_in, y), (
             "the labels passed in were changed: build a new tensor (torch.where) instead of "
@@ -255,7 +250,7 @@ def check_classifier_guidance(my_classifier_guidance) -> None:
         (grad,) = torch.autograd.grad(log_p, x_in)
         alpha_bar = schedule.alphas_cumprod[t].reshape(-1, 1, 1, 1)
         out = my_classifier_guidance(eps.clone(), grad.clone(), alpha_bar.clone(), scale)
-        out = _as_tensor(out, "my_classifier_guidance(...)").detach()
+        out = as_tensor(out, "my_classifier_guidance(...)").detach()
         assert out.shape == eps.shape, (
             f"return the adjusted noise, shape {list(eps.shape)}, got {list(out.shape)}"
         )

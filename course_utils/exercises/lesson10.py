@@ -12,12 +12,7 @@ import torch
 from torch import nn
 
 from ..diffusion import FLOW_TIME_SCALE, fm_path, fm_target, sample_euler
-from . import exercise
-
-
-def _as_tensor(out, what: str) -> torch.Tensor:
-    assert isinstance(out, torch.Tensor), f"{what} should be a tensor, got {type(out).__name__}"
-    return out
+from . import as_tensor, exercise
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -57,7 +52,7 @@ def check_path_and_target(my_path_and_target) -> None:
         assert isinstance(out, (tuple, list)) and len(out) == 2, (
             "return a pair (x_t, v): the point on the path and the target velocity"
         )
-        x_t, v = _as_tensor(out[0], "x_t"), _as_tensor(out[1], "v")
+        x_t, v = as_tensor(out[0], "x_t"), as_tensor(out[1], "v")
         assert x_t.shape == x1.shape, (
             f"x_t must have x1's shape {list(shape)}, got {list(x_t.shape)}"
         )
@@ -133,7 +128,7 @@ def check_euler(my_euler) -> None:
             times.append(t)
             return _field(x, float(t))
 
-        out = _as_tensor(my_euler(velocity, x0.clone(), num_steps), "euler(...)")
+        out = as_tensor(my_euler(velocity, x0.clone(), num_steps), "euler(...)")
         expected = sample_euler(_FieldModule(), shape, num_steps=num_steps, x_T=x0, progress=False)
         assert out.shape == x0.shape, (
             f"return the final state, shape {list(shape)}, got {list(out.shape)}"
@@ -196,7 +191,7 @@ def check_heun_step(my_heun_step) -> None:
     g = torch.Generator().manual_seed(13)
     for shape, t, h in [((3, 1, 2, 2), 0.0, 0.25), ((4, 2), 0.3, 0.1), ((2, 2), 0.9, 0.1)]:
         x = torch.randn(shape, generator=g)
-        out = _as_tensor(my_heun_step(_field, x.clone(), t, h), "heun_step(...)")
+        out = as_tensor(my_heun_step(_field, x.clone(), t, h), "heun_step(...)")
         assert out.shape == x.shape, (
             f"return the new state, shape {list(shape)}, got {list(out.shape)}"
         )
@@ -256,7 +251,7 @@ def check_eps_to_velocity(my_eps_to_velocity) -> None:
     t = torch.tensor([0.2, 0.5, 0.7, 0.95]).reshape(-1, 1, 1, 1)
     x = fm_path(x1, eps, t.flatten())
     one = torch.ones_like(t)
-    out = _as_tensor(my_eps_to_velocity(eps, x, t, 1 - t, one, -one), "eps_to_velocity(...)")
+    out = as_tensor(my_eps_to_velocity(eps, x, t, 1 - t, one, -one), "eps_to_velocity(...)")
     assert out.shape == x.shape, f"return one velocity per sample, shape {list(shape)}"
     if not _close(out, fm_target(x1, eps)):
         if _close(out, eps - x1):
@@ -272,7 +267,7 @@ def check_eps_to_velocity(my_eps_to_velocity) -> None:
     eps_hat = eps + 0.3 * torch.randn(shape, generator=g)  # an imperfect prediction
     x = alpha * x1 + sigma * eps
     args = (eps_hat, x, alpha, sigma, d_alpha, d_sigma)
-    out = _as_tensor(my_eps_to_velocity(*(a.clone() for a in args)), "eps_to_velocity(...)")
+    out = as_tensor(my_eps_to_velocity(*(a.clone() for a in args)), "eps_to_velocity(...)")
     expected = reference_eps_to_velocity(*args)
     if _close(out, expected):
         return
