@@ -741,8 +741,6 @@ def diffusion_loss(
         y: labels [B] (long) or None for an unconditional model.
         generator: makes t, ε and the dropout reproducible.
     """
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
     batch, device = x0.shape[0], x0.device
     rand_device = generator.device if generator is not None else device
     t = torch.randint(
@@ -762,6 +760,8 @@ def _drop_labels(
 ) -> torch.Tensor | None:
     """Conditioning dropout: each label becomes ``null_class`` (default ``model.null_class``)
     with probability ``p_uncond``."""
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
     if y is None or p_uncond == 0:
         return y
     if null_class is None:
@@ -942,8 +942,6 @@ def flow_matching_loss(
     Same shape as :func:`diffusion_loss`, with the same conditioning dropout, so one
     :class:`ConditionalUNet` can be trained either way; only the target and time differ.
     """
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
     rand_device = generator.device if generator is not None else x1.device
     t = torch.rand(x1.shape[0], generator=generator, device=rand_device).to(x1.device)
     noise = _randn(x1.shape, generator, x1.device, x1.dtype)
