@@ -65,3 +65,29 @@ def test_colab_cell_installs_from_the_one_repository():
         text = path.read_text()
         assert f"github/{repo}/blob/main/{path.relative_to(ROOT).as_posix()}" in text
         assert f"https://github.com/{repo}" in text
+
+
+LOCAL_ONLY_PATH = re.compile(r"""["'](/(?!content\b)[A-Za-z]|~/|[A-Za-z]:\\|\.\./\.\.)""")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_ready(path):
+    """Colab runs a notebook from /content/course/notebooks: it needs the badge in cell 1, the
+    install cell as cell 2, and no path that only exists on the author's machine (an absolute
+    path, a home directory, a path above the repository)."""
+    cells = json.loads(path.read_text())["cells"]
+    assert "colab.research.google.com/assets/colab-badge.svg" in cells[0]["source"]
+    assert cells[1]["source"].startswith(nbtools.SETUP_MARK)
+    assert 'if "google.colab" in sys.modules:' in cells[1]["source"]
+    for cell in code_cells(path)[1:]:
+        match = LOCAL_ONLY_PATH.search(cell["source"])
+        assert match is None, (
+            f"{path.name}: local-only path near {cell['source'][match.start() :][:40]!r}"
+        )
+
+
+def test_local_only_path_pattern():
+    for bad in ['"/home/me/x.png"', "'~/data'", '"C:\\\\data"', '"../../x"', "'/tmp/a'"]:
+        assert LOCAL_ONLY_PATH.search(bad), bad
+    for fine in ['"/content/course"', '"../data/images"', '"a/b"', "x / 2", "'data/x'"]:
+        assert not LOCAL_ONLY_PATH.search(fine), fine

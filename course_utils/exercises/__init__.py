@@ -12,14 +12,16 @@ the notebook, so an unsolved lesson still runs top to bottom. Each result is als
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..runtime import cache_dir
 
-__all__ = ["CheckResult", "as_tensor", "exercise", "progress"]
+__all__ = ["CheckResult", "as_tensor", "catalogue", "exercise", "progress", "progress_by_lesson"]
 
 
 @dataclass
@@ -40,6 +42,10 @@ class CheckResult:
         return f"{text} — {self.message}" if self.message else text
 
 
+#: every exercise defined so far: {exercise name: module name, e.g. "lesson07"}
+_CATALOGUE: dict[str, str] = {}
+
+
 def _record(result: CheckResult) -> None:
     path = cache_dir("progress") / "exercises.json"
     try:
@@ -58,6 +64,8 @@ def exercise(name: str) -> Callable[[Callable[..., None]], Callable[..., CheckRe
     """
 
     def wrap(check: Callable[..., None]) -> Callable[..., CheckResult]:
+        _CATALOGUE[name] = check.__module__.rsplit(".", 1)[-1]
+
         @functools.wraps(check)
         def run(*args, **kwargs) -> CheckResult:
             try:
@@ -79,6 +87,37 @@ def progress() -> dict[str, dict]:
     """What has been checked so far: ``{exercise name: {"status": ..., "time": ...}}``."""
     path = cache_dir("progress") / "exercises.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def catalogue() -> dict[str, str]:
+    """Every exercise of the course: ``{exercise name: lesson module}``, e.g.
+    ``{"07.1 the forward process q(x_t | x_0)": "lesson07", ...}``, in course order.
+
+    Importing the ``lessonNN`` modules is what fills it (``@exercise`` registers each checker).
+    """
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("lesson"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    return dict(sorted(_CATALOGUE.items()))
+
+
+def progress_by_lesson() -> dict[str, dict[str, int]]:
+    """The learner's progress per lesson: ``{"lesson07": {"passed": 2, "failed": 1,
+    "not attempted": 0, "not checked": 1, "total": 4}, ...}``.
+
+    "not checked" counts exercises whose checker has never run; the others are the status of the
+    latest check recorded in ``cache_dir("progress")`` (a pass followed by a fail counts as failed:
+    the record is what the notebook showed last).
+    """
+    done = progress()
+    table: dict[str, dict[str, int]] = {}
+    for name, lesson in catalogue().items():
+        row = table.setdefault(
+            lesson, dict.fromkeys(["passed", "failed", "not attempted", "not checked", "total"], 0)
+        )
+        row[done[name]["status"] if name in done else "not checked"] += 1
+        row["total"] += 1
+    return table
 
 
 def as_tensor(out, what: str):
