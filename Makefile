@@ -2,6 +2,7 @@
 #   make lab    JupyterLab on notebooks/ (LAB_ARGS="--no-browser --port=8888" passes options)
 #   make test   unit tests, then every notebook in FAST mode, then a timing summary
 #   make book   every notebook executed into build/html (FAST unless FULL=1)
+#   make slides one reveal.js deck per lesson into build/slides (and the book, from the same run)
 #   make lint · make strip · make checkpoints · make bench · make clean
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # containers often 
 TEST_CACHE := COURSE_CACHE=$(CURDIR)/build/test-cache
 NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup lab test test-unit test-notebooks book lint strip checkpoints bench clean distclean
+.PHONY: setup lab test test-unit test-notebooks book slides slides-offline lint strip checkpoints bench clean distclean
 
 # The venv is (re)built when missing or when pyproject.toml changes; a second run reuses it.
 $(STAMP): pyproject.toml
@@ -45,6 +46,14 @@ test-notebooks: $(STAMP)
 
 book: $(STAMP)
 	$(TEST_CACHE) $(PY) tools/book.py --out build/html $(if $(FULL),--full,)
+
+slides: $(STAMP)
+	$(TEST_CACHE) $(PY) tools/book.py --out build/html --slides build/slides $(if $(FULL),--full,)
+
+# reveal.js, require.js and jQuery into build/slides/vendor (npm, network once): decks built
+# afterwards need no network (`make clean` removes them with build/)
+slides-offline: $(STAMP)
+	$(PY) tools/slides.py offline --out build/slides
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check course_utils tests tools bench notebooks

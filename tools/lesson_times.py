@@ -1,0 +1,118 @@
+"""Measured run times of every lesson, and the time column of the README's course map.
+
+    python tools/lesson_times.py record build/notebook_times.json --mode fast  # after make test
+    python tools/lesson_times.py record build/book_times.json --mode full      # after make book FULL=1
+    python tools/lesson_times.py readme   # rewrite the README's time column from the record
+    python tools/lesson_times.py check    # exit 1 if a lesson has no FAST time or README disagrees
+
+The record, tools/lesson_times.json, holds for each lesson and each of "fast_cpu", "full_cpu",
+"fast_gpu", "full_gpu" the seconds of one measured run, when and on what it was measured. Only
+measurements go in (``record`` reads the timing files that `make test` and `make book` write);
+`--device gpu` files a run made on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORD = ROOT / "tools" / "lesson_times.json"
+README = ROOT / "README.md"
+KINDS = ("fast_cpu", "full_cpu", "fast_gpu", "full_gpu")
+
+
+def lessons() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def load() -> dict:
+    return json.loads(RECORD.read_text()) if RECORD.exists() else {}
+
+
+def record(times_file: Path, mode: str, device: str, machine: str) -> dict:
+    """Merge the lesson times of one `make test` / `make book` run into the record."""
+    times = json.loads(times_file.read_text())
+    out = load()
+    today = datetime.date.today().isoformat()
+    for key, value in times.items():
+        stem = Path(key).stem
+        seconds = value.get("seconds", value.get(mode)) if isinstance(value, dict) else value
+        if stem not in lessons() or seconds is None or value.get("passed") is False:
+            continue  # solutions notebooks, failed runs and other modes are not lesson times
+        entry = {"seconds": round(float(seconds), 1), "date": today, "machine": machine}
+        out.setdefault(stem, {})[f"{mode}_{device}"] = entry
+    RECORD.write_text(json.dumps(out, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return out
+
+
+def human(seconds: float | None) -> str:
+    """12.3 -> "12 s", 1000 -> "17 min", None -> "–"."""
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def cell(entry: dict, device: str) -> str:
+    fast, full = (entry.get(f"{m}_{device}", {}).get("seconds") for m in ("fast", "full"))
+    return f"{human(fast)} · {human(full)}"
+
+
+def readme_text(text: str, times: dict) -> str:
+    """The README with the last two cells (CPU, GPU) of every course-map row rewritten."""
+
+    def row(match: re.Match) -> str:
+        number, rest = match.group(1), match.group(2)
+        cells = rest.split(" | ")
+        stem = next((s for s in lessons() if s.startswith(number + "_")), None)
+        if stem is None or len(cells) < 4:
+            return match.group(0)
+        entry = times.get(stem, {})
+        return (
+            f"| {number} | "
+            + " | ".join([*cells[:-2], cell(entry, "cpu"), cell(entry, "gpu")])
+            + " |"
+        )
+
+    return re.sub(r"^\| (\d\d) \| (.*) \|$", row, text, flags=re.M)
+
+
+def problems() -> list[str]:
+    times, text = load(), README.read_text()
+    out = [
+        f"{s}: no FAST CPU time recorded" for s in lessons() if "fast_cpu" not in times.get(s, {})
+    ]
+    out += [f"{s}: not in the README's course map" for s in lessons() if f"| {s[:2]} |" not in text]
+    if readme_text(text, times) != text:
+        out.append("README's course-map times differ from tools/lesson_times.json: run "
+                   "`python tools/lesson_times.py readme`")  # fmt: skip
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("command", choices=["record", "readme", "check"])
+    parser.add_argument("times", type=Path, nargs="?", help="timing file (record)")
+    parser.add_argument("--mode", choices=["fast", "full"], default="fast")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--machine", default="2-core CPU, no GPU (the course's CI machine)")
+    args = parser.parse_args(argv)
+    if args.command == "record":
+        record(args.times, args.mode, args.device, args.machine)
+        args.command = "readme"
+    if args.command == "readme":
+        README.write_text(readme_text(README.read_text(), load()))
+        return 0
+    found = problems()
+    print("\n".join(found) or "lesson times: README and record agree")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
