@@ -11,18 +11,27 @@ It is deliberately small -- read it once and you know what happens when a lesson
 
 Anything unusual (detection models that return a dict of losses, diffusion models that sample a
 timestep) plugs in through ``train_step`` instead of a new copy of the loop.
+
+The same call runs unchanged on several GPUs (or CPU processes) under ``torchrun``: when a process
+group is initialised (:func:`course_utils.distributed.setup`), :func:`fit` wraps the model in
+``DistributedDataParallel``, gives each process its own shard of every epoch, averages the numbers
+it records over the processes and shows its progress bar on rank 0 only (appendix lesson 12).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from .runtime import device as default_device
@@ -90,6 +99,57 @@ def _num_steps(loader: Iterable, max_steps: int | None) -> int | None:
     return n if max_steps is None else min(n, max_steps)
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several started by ``torchrun`` (a process group exists)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def _shard(loader: Iterable, *, train: bool) -> Iterable:
+    """This rank's share of ``loader``: the same ``DataLoader`` rebuilt on a shard of the dataset.
+
+    Only a plain ``DataLoader`` with a random or sequential sampler is rebuilt; anything else (a
+    list of batches, a custom sampler, one that is already a ``DistributedSampler``) is used as
+    given. Training uses a ``DistributedSampler``: one permutation per epoch shared by all ranks,
+    rank ``r`` taking every ``world_size``-th index from position ``r``, padded with repeats so that
+    every rank takes the same number of steps (each step all-reduces gradients, so a rank with one
+    step more would wait for the others forever). Validation needs no equal lengths (nothing is
+    all-reduced per batch) and must not count a sample twice: a strided split, without padding.
+    """
+    if not (
+        isinstance(loader, DataLoader)
+        and loader.batch_size is not None  # batch_size=None: the dataset yields whole batches
+        and type(loader.sampler) in (RandomSampler, SequentialSampler)
+    ):
+        if train and not isinstance(getattr(loader, "sampler", None), DistributedSampler):
+            warnings.warn(
+                "fit() under torchrun: train_loader is not a DataLoader with shuffle=True/False, so "
+                "every rank trains on the same batches (correct, but no faster); give it a "
+                "DistributedSampler to split the data",
+                stacklevel=3,
+            )
+        return loader
+    dataset = loader.dataset
+    if train:
+        sampler = DistributedSampler(dataset, shuffle=isinstance(loader.sampler, RandomSampler))
+    else:
+        sampler = range(dist.get_rank(), len(dataset), dist.get_world_size())
+    return DataLoader(
+        dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers,
+        prefetch_factor=loader.prefetch_factor,
+    )  # fmt: skip
+
+
+def _mean_over_ranks(total: float, count: float, dev: torch.device) -> float:
+    """``sum(total) / sum(count)`` over all ranks: every rank gets the same number back."""
+    if not _distributed():
+        return total / count
+    sums = torch.tensor([total, count], dtype=torch.float64, device=dev)
+    dist.all_reduce(sums)  # NCCL reduces CUDA tensors only, hence device=dev
+    return (sums[0] / sums[1]).item()
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -137,18 +197,45 @@ def fit(
             exponential moving average of the weights (:class:`~course_utils.diffusion.EMA`).
         progress: show a tqdm bar over all steps with the running loss and the last val metric.
 
+    Under ``torchrun`` (a process group is initialised, see :mod:`course_utils.distributed`) the
+    same call trains data-parallel, and every rank must make it:
+
+    - the model is wrapped in ``DistributedDataParallel``, which copies rank 0's weights to every
+      rank and averages the gradients over the ranks in ``backward()``, so the copies stay equal
+      (``train_step`` gets the wrapper: reach the model's own attributes through ``.module``);
+    - a ``DataLoader`` with ``shuffle=True``/``False`` is rebuilt with a ``DistributedSampler``:
+      each rank trains on its ``1 / world_size`` of every epoch, ``batch_size`` is per rank;
+    - ``sampler.set_epoch(epoch)`` is called before every epoch (also on a sampler you passed):
+      the sampler seeds its shuffle with it, and without it every epoch repeats the same order;
+    - every rank validates its own shard of ``val_loader`` and the sums are all-reduced, so the
+      :class:`History` (train losses too) holds the same numbers on every rank, those of the
+      whole data set, ``world_size`` times faster than rank 0 evaluating alone;
+    - the progress bar shows on rank 0 only. Save checkpoints with
+      :func:`course_utils.distributed.save_checkpoint` (rank 0 writes, the others wait).
+
     Raises:
         FloatingPointError: as soon as the loss is NaN or infinite, naming the epoch and step.
 
     The model is left in ``eval()`` mode, ready for :func:`predict`.
     """
     dev = torch.device(device) if device is not None else default_device()
+    distributed = _distributed()
+    if distributed and dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())  # setup() picked LOCAL_RANK's GPU
     model.to(dev)
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     if loss_fn is None:
         loss_fn = nn.CrossEntropyLoss()
     history = History(metric_name=_metric_name(metric))
+    if distributed:
+        if not isinstance(model, DistributedDataParallel):  # the wrapper shares model's parameters
+            model = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
+        train_loader = _shard(train_loader, train=True)
+        if val_loader is not None:
+            val_loader = _shard(val_loader, train=False)
+    # evaluation needs no gradient averaging: the plain model, so no rank waits on another
+    plain = model.module if isinstance(model, DistributedDataParallel) else model
 
     def default_step(model, batch, dev):
         inputs, targets = _to(_split(batch), dev)
@@ -157,9 +244,13 @@ def fit(
     step_fn = train_step or default_step
     steps = _num_steps(train_loader, max_steps_per_epoch)
     postfix = {}  # what the bar shows after the counts: running loss, last validation metric
-    with tqdm(total=None if steps is None else epochs * steps, disable=not progress) as bar:
+    show = progress and (not distributed or dist.get_rank() == 0)
+    sampler = getattr(train_loader, "sampler", None)
+    with tqdm(total=None if steps is None else epochs * steps, disable=not show) as bar:
         for epoch in range(epochs):
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one on every rank
             start, losses = time.perf_counter(), []
             model.train()  # dropout on, batch norm uses (and updates) batch statistics
             for step, batch in enumerate(islice(train_loader, max_steps_per_epoch)):
@@ -185,9 +276,11 @@ def fit(
                 bar.set_postfix(postfix, refresh=False)
             if not losses:
                 raise ValueError("train_loader yielded no batches (or max_steps_per_epoch=0)")
-            history.train_loss.append(sum(losses) / len(losses))
+            history.train_loss.append(_mean_over_ranks(sum(losses), len(losses), dev))
             if val_loader is not None:
-                scores = evaluate(model, val_loader, loss_fn=loss_fn, device=dev, metric=metric)
+                totals = _evaluate_totals(plain, val_loader, loss_fn, dev, metric, None)
+                n = totals["n"]
+                scores = {k: _mean_over_ranks(v, n, dev) for k, v in totals.items() if k != "n"}
                 history.val_loss.append(scores["loss"])
                 postfix["val_loss"] = f"{scores['loss']:.4f}"
                 if history.metric_name is not None:
@@ -214,6 +307,8 @@ def fit_one_cycle(
     """:func:`fit` with AdamW and a one-cycle learning rate (Smith, 2018): warm up to ``lr`` over
     the first ``pct_start`` of the steps, then anneal to almost 0. The recipe the course's
     detector and segmenter train with; other arguments go to :func:`fit` unchanged."""
+    if _distributed():  # plan the schedule over this rank's steps: world_size times fewer
+        train_loader = _shard(train_loader, train=True)
     steps = _num_steps(train_loader, max_steps_per_epoch)
     if steps is None:
         raise ValueError("fit_one_cycle needs a loader with a length to plan the schedule")
@@ -246,6 +341,15 @@ def evaluate(
     over the batch and is reported under its ``__name__``. The model is put in ``eval()`` mode.
     """
     dev = torch.device(device) if device is not None else default_device()
+    totals = _evaluate_totals(model, loader, loss_fn, dev, metric, max_steps)
+    n = totals.pop("n")
+    return {k: v / n for k, v in totals.items()}
+
+
+@torch.no_grad()
+def _evaluate_totals(model, loader, loss_fn, dev, metric, max_steps) -> dict[str, float]:
+    """:func:`evaluate`'s sums before the division, ``{"loss": ..., name: ..., "n": samples}``:
+    sums, unlike means, can be added up over the shards that several ranks evaluated."""
     model.to(dev).eval()  # dropout off, batch norm uses its running statistics
     if loss_fn is None:
         loss_fn = nn.CrossEntropyLoss()
@@ -263,10 +367,10 @@ def evaluate(
         n += b
     if n == 0:
         raise ValueError("evaluate() got an empty loader (or max_steps=0): nothing to average")
-    scores = {"loss": total_loss / n}
+    totals = {"loss": total_loss, "n": n}
     if name is not None:
-        scores[name] = total_metric / n
-    return scores
+        totals[name] = total_metric
+    return totals
 
 
 @torch.no_grad()

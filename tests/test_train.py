@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from course_utils.runtime import seed_everything
 from course_utils.train import History, evaluate, fit, fit_one_cycle, predict
@@ -105,6 +105,26 @@ def test_max_steps_per_epoch_and_scheduler_step_per_optimizer_step(digits):
     assert loader.taken == 2 * 3  # no batch is loaded beyond the last step
     assert scheduler.last_epoch == 6  # stepped once per optimizer step
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**6)
+
+
+def test_fit_sets_the_epoch_of_a_distributed_sampler(digits):
+    """DistributedSampler seeds its shuffle with the epoch: fit must tell it, or every epoch would
+    see the batches in the same order."""
+    train, _ = digits
+    sampler = DistributedSampler(train, num_replicas=1, rank=0, shuffle=True)  # no process group
+    orders = []
+
+    def record(model, batch, device):
+        orders.append(batch[1][:16].clone())  # the labels of the epoch's first batch
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    loader = DataLoader(train, batch_size=64, sampler=sampler)
+    fit(mlp(), loader, epochs=3, max_steps_per_epoch=1, train_step=record, device=CPU,
+        progress=False)  # fmt: skip
+    assert sampler.epoch == 2
+    first = [next(iter(DataLoader(train, batch_size=64, sampler=sampler)))[1][:16]]
+    assert torch.equal(orders[2], first[0])  # the last epoch's order is the sampler's for epoch 2
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
 
 
 def test_fit_one_cycle_plans_the_schedule_over_all_steps(digits):

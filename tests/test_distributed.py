@@ -1,0 +1,208 @@
+"""fit() under torchrun, and the helpers of course_utils.distributed.
+
+The main test launches this very file with ``torchrun`` (2 CPU processes, Gloo backend): run as a
+script, it is the worker at the bottom, which trains a small model with ``fit`` and writes what
+each rank ends with; the test then compares the ranks with each other and with one process
+training on the same data order with a twice larger batch.
+"""
+
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from course_utils import distributed
+from course_utils.runtime import device, seed_everything
+from course_utils.train import evaluate, fit, fit_one_cycle
+
+CPU = torch.device("cpu")
+BATCH_PER_RANK, WORLD = 8, 2
+
+
+def datasets():
+    """96 training and 30 validation points in 8-D, 4 classes (30 is odd: uneven val shards)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(126, 8, generator=g), torch.randint(0, 4, (126,), generator=g)
+    return TensorDataset(x[:96], y[:96]), TensorDataset(x[96:], y[96:])
+
+
+def mlp():
+    """No dropout and no batch norm: then the gradient of a batch split over ranks and averaged
+    is exactly the gradient of the whole batch."""
+    seed_everything(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def train(model, train_loader, val_loader):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.5)
+    return fit(model, train_loader, val_loader, epochs=3, optimizer=optimizer, device=CPU,
+               progress=False)  # fmt: skip
+
+
+def worker(out: Path) -> None:
+    """Each rank: the learner's code, unchanged (plain loaders, plain model), then its results."""
+    distributed.setup()
+    train_set, val_set = datasets()
+    model = mlp()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    history = train(
+        model,
+        DataLoader(train_set, batch_size=BATCH_PER_RANK, shuffle=True),
+        DataLoader(val_set, batch_size=4),
+    )
+    wrote = distributed.save_checkpoint(model, out / "checkpoint.pt")
+    torch.save(
+        {"state": model.state_dict(), "initial": initial, "history": history, "wrote": wrote},
+        out / f"rank{distributed.rank()}.pt",
+    )
+    distributed.cleanup()
+
+
+@pytest.mark.slow  # two processes that import torch: about 10-20 s on a busy 2-core machine
+def test_two_gloo_ranks_end_equal_and_match_one_process_with_the_whole_batch(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COURSE_DEVICE": "cpu"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={WORLD}", __file__, str(tmp_path)]  # fmt: skip
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+    # both copies end with identical weights, and they did train
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), key
+        assert not torch.equal(value, ranks[0]["initial"][key]), key
+    # the History is the whole data set's, the same on every rank
+    h0, h1 = ranks[0]["history"], ranks[1]["history"]
+    assert (h0.train_loss, h0.val_loss, h0.val_metric) == (
+        h1.train_loss,
+        h1.val_loss,
+        h1.val_metric,
+    )
+    # only rank 0 wrote the checkpoint, which holds the plain model's keys ("0.weight", ...)
+    assert [r["wrote"] for r in ranks] == [True, False]
+    checkpoint = torch.load(tmp_path / "checkpoint.pt")
+    assert checkpoint.keys() == ranks[0]["state"].keys()
+    assert all(torch.equal(checkpoint[k], v) for k, v in ranks[0]["state"].items())
+
+    # One process, batch 2 x 8, in the order the ranks shared: in step k rank r took positions
+    # 16k + r, 16k + r + 2, ... of the epoch's permutation, so together the two ranks' step k saw
+    # exactly this process's batch k, and DDP's averaged gradient is that batch's gradient.
+    train_set, val_set = datasets()
+    order = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True)  # same permutation
+    reference = mlp()
+    history = train(
+        reference,
+        DataLoader(train_set, batch_size=WORLD * BATCH_PER_RANK, sampler=order),
+        DataLoader(val_set, batch_size=30),
+    )
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-5, atol=1e-6)
+    for mine, theirs in [(h0.train_loss, history.train_loss), (h0.val_loss, history.val_loss),
+                         (h0.val_metric, history.val_metric)]:  # fmt: skip
+        assert mine == pytest.approx(theirs, rel=1e-5)
+
+
+@contextmanager
+def group_of_one(tmp_path):
+    """A real Gloo process group with a single rank, in this process: fit's distributed path."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fit_in_a_group_wraps_the_model_and_matches_plain_fit(tmp_path):
+    train_set, val_set = datasets()
+    loader = DataLoader(train_set, batch_size=16)  # sequential: the same order with one rank
+    seen = []
+
+    def step(model, batch, dev):
+        seen.append(type(model))
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    def run():
+        model = mlp()
+        history = fit(model, loader, DataLoader(val_set, batch_size=7), epochs=2, device=CPU,
+                      train_step=step, progress=False)  # fmt: skip
+        return model, history
+
+    reference, expected = run()
+    assert set(seen) == {nn.Sequential}
+    seen.clear()
+    with group_of_one(tmp_path):
+        model, history = run()
+    assert set(seen) == {DistributedDataParallel}  # gradients are averaged through the wrapper
+    assert isinstance(model, nn.Sequential)  # the learner's model, trained in place
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
+    assert history.train_loss == pytest.approx(expected.train_loss)
+    assert history.val_metric == pytest.approx(expected.val_metric)
+
+
+def test_fit_one_cycle_plans_the_schedule_over_this_ranks_steps(tmp_path, monkeypatch):
+    """With 2 ranks each epoch has half the steps; a schedule planned over the whole loader would
+    stop halfway through its cycle. Rank 0 of 2 is simulated in a group of one."""
+    schedules = []
+
+    class RecordingOneCycle(torch.optim.lr_scheduler.OneCycleLR):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            schedules.append(self)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", RecordingOneCycle)
+    train_set, _ = datasets()
+    loader = DataLoader(train_set, batch_size=8, shuffle=True)  # 12 steps, 6 per rank of 2
+    with group_of_one(tmp_path):
+        monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+        fit_one_cycle(mlp(), loader, epochs=2, lr=0.1, device=CPU, progress=False)
+    (schedule,) = schedules
+    assert schedule.total_steps == 2 * 6 and schedule.last_epoch == 2 * 6  # planned = taken
+
+
+def test_fit_in_a_group_warns_when_it_cannot_shard(tmp_path):
+    batches = [(torch.randn(4, 8), torch.randint(0, 4, (4,)))] * 2
+    with group_of_one(tmp_path), pytest.warns(UserWarning, match="every rank trains on the same"):
+        fit(mlp(), batches, device=CPU, progress=False)
+
+
+def test_helpers_without_torchrun(monkeypatch, tmp_path):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.setup() == device()  # one script serves both: no group is started
+    assert not dist.is_initialized()
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    model = mlp()
+    assert distributed.save_checkpoint(model, tmp_path / "sub" / "m.pt")
+    state = torch.load(tmp_path / "sub" / "m.pt")
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    distributed.cleanup()  # no group: nothing to do, and no error
+
+
+def test_example_script_trains_and_saves_a_loadable_checkpoint(tmp_path, monkeypatch):
+    from course_utils import data, models  # here: the torchrun workers need neither
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    out = tmp_path / "lenet.pt"
+    history = distributed.main(["--epochs", "2", "--max-steps", "3", "--out", str(out)])
+    assert len(history["train_loss"]) == 2 and (out.with_suffix(".json")).exists()
+    model = models.LeNet5()
+    model.load_state_dict(torch.load(out))
+    test_set = data.load_dataset("digits", train=False, size=32)
+    scores = evaluate(model, DataLoader(test_set, batch_size=256), device=CPU)
+    assert scores["accuracy"] == pytest.approx(history["val_metric"][-1])
+
+
+if __name__ == "__main__":  # run by torchrun from the first test
+    worker(Path(sys.argv[1]))
