@@ -1,6 +1,7 @@
 # The course's commands. Every target creates the virtual environment (.venv) itself when missing.
 #   make lab    JupyterLab on notebooks/ (LAB_ARGS="--no-browser --port=8888" passes options)
 #   make test   unit tests, then every notebook in FAST mode, then a timing summary
+#   make test-e2e  `make lab` in headless Chromium: runs two lessons, screenshots in build/e2e
 #   make book   every notebook executed into build/html (FAST unless FULL=1)
 #   make slides one reveal.js deck per lesson into build/slides (and the book, from the same run)
 #   make lint · make strip · make checkpoints · make bench · make clean
@@ -16,7 +17,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # containers often 
 TEST_CACHE := COURSE_CACHE=$(CURDIR)/build/test-cache
 NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup lab test test-unit test-notebooks book slides slides-offline lint strip checkpoints bench clean distclean
+.PHONY: setup lab test test-unit test-notebooks test-e2e book slides slides-offline lint strip checkpoints bench clean distclean
 
 # The venv is (re)built when missing or when pyproject.toml changes; a second run reuses it.
 $(STAMP): pyproject.toml
@@ -43,6 +44,10 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	$(TEST_CACHE) COURSE_FAST=1 $(PY) -m pytest $(NBVAL) notebooks
+
+# The browser test alone; COURSE_E2E_REQUIRED=1 turns "Chromium missing" from a skip into a failure.
+test-e2e: $(STAMP)
+	COURSE_E2E_REQUIRED=1 COURSE_FAST=1 $(PY) -m pytest -m e2e tests/test_e2e_lab.py
 
 book: $(STAMP)
 	$(TEST_CACHE) $(PY) tools/book.py --out build/html $(if $(FULL),--full,)
