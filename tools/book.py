@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import nbtools
 import slides
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import ExecutePreprocessor
@@ -70,8 +69,6 @@ def build(paths: list[Path], out: Path, full: bool, deck_dir: Path | None = None
     for path in paths:
         start = time.perf_counter()
         nb = execute(path)
-        # after the marker comment nbconvert's markdown would show the badge line as raw text
-        nb.cells[0].source = nb.cells[0].source.replace(nbtools.BADGE_MARK, "")
         name = path.relative_to(ROOT / "notebooks")
         page, deck = out / name.with_suffix(".html"), None
         if deck_dir is not None:

@@ -36,7 +36,9 @@ def badge_line(path: Path) -> str:
     rel = path.relative_to(ROOT).as_posix()
     url = f"https://colab.research.google.com/github/{repository()}/blob/main/{rel}"
     img = "https://colab.research.google.com/assets/colab-badge.svg"
-    return f"{BADGE_MARK}[![Open In Colab]({img})]({url})"
+    # The marker goes after the link: a line that *starts* with an HTML comment is an HTML block in
+    # Markdown (JupyterLab, GitHub, nbconvert), which would show the badge as raw text.
+    return f"[![Open In Colab]({img})]({url}) {BADGE_MARK}"
 
 
 def setup_source() -> str:
@@ -51,7 +53,9 @@ if "google.colab" in sys.modules:
     if not os.path.isdir("/content/course"):
         url = "https://github.com/{repository()}"
         subprocess.run(["git", "clone", "--depth", "1", url, "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True
+    )
     sys.path.insert(0, "/content/course")
     os.chdir("/content/course/notebooks")"""
 
