@@ -31,6 +31,7 @@ from torch import nn
 from .features import extract_features
 
 __all__ = [
+    "to01",
     "load_judge",
     "recognition_accuracy",
     "frechet_distance",
@@ -40,6 +41,13 @@ __all__ = [
 ]
 
 
+def to01(x: torch.Tensor) -> torch.Tensor:
+    """Samples in the models' space [-1, 1] -> images in [0, 1], clipped, on the CPU: what the
+    functions below, ``plt.imshow`` and ``make_grid`` take. Diffusion and flow samples can
+    overshoot [-1, 1] slightly; clipping is what saving them as an image would do anyway."""
+    return ((x.detach() + 1) / 2).clamp(0, 1).cpu()
+
+
 def _check_unit_range(images: torch.Tensor, name: str = "images") -> None:
     if images.dim() != 4:
         raise ValueError(f"{name} must be [N, C, H, W], got shape {tuple(images.shape)}")
@@ -47,7 +55,7 @@ def _check_unit_range(images: torch.Tensor, name: str = "images") -> None:
     if low < -1e-4 or high > 1 + 1e-4:
         raise ValueError(
             f"{name} must lie in [0, 1], found values in [{low:.3f}, {high:.3f}]; diffusion "
-            "samples are in [-1, 1]: pass ((x + 1) / 2).clamp(0, 1)"
+            "samples are in [-1, 1]: pass to01(x) = ((x + 1) / 2).clamp(0, 1)"
         )
 
 

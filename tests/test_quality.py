@@ -6,12 +6,14 @@ from torch import nn
 
 from course_utils import data
 from course_utils.quality import (
+    _check_unit_range,
     frechet_distance,
     judge_distance,
     load_judge,
     memorisation,
     nearest_neighbours,
     recognition_accuracy,
+    to01,
 )
 
 
@@ -93,3 +95,13 @@ def test_memorisation_flags_copies_not_new_digits():
     fresh = memorisation(x_test[:225], x_train, x_test[225:])
     assert fresh["copied_fraction"] < 0.05
     assert fresh["generated_median"] == pytest.approx(fresh["held_out_median"], rel=0.15)
+
+
+def test_to01_maps_the_model_range_to_unit_images():
+    x = torch.tensor([-1.0, -0.5, 0.0, 1.0, 1.3, -1.2], requires_grad=True).reshape(1, 1, 2, 3)
+    out = to01(x)
+    assert torch.equal(out.flatten(), torch.tensor([0.0, 0.25, 0.5, 1.0, 1.0, 0.0]))
+    assert out.device.type == "cpu" and not out.requires_grad
+    _check_unit_range(out)  # what every function of the module accepts
+    with pytest.raises(ValueError, match="to01"):
+        _check_unit_range(x.detach())  # the raw samples are refused, and the error names the fix
