@@ -90,3 +90,15 @@ def test_progress_by_lesson_counts_the_latest_result_of_each_exercise():
     row = progress_by_lesson()["lesson00"]
     assert (row["passed"], row["failed"], row["not attempted"]) == (1, 0, 1)
     assert progress_by_lesson()["lesson01"]["not checked"] == start["lesson01"]["total"]
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_a_half_written_progress_file_never_breaks_a_lesson():
+    from course_utils import cache_dir
+    from course_utils.exercises import lesson00, progress
+
+    (cache_dir("progress") / "exercises.json").write_text('{"00.1 count the thr')  # cut short
+    assert progress() == {}
+    assert progress_by_lesson()["lesson00"]["not checked"] == 2
+    assert lesson00.check_count_threes(lambda: 183).passed  # and the next check starts afresh
+    assert list(progress()) == ["00.1 count the threes"]

@@ -46,14 +46,14 @@ class CheckResult:
 _CATALOGUE: dict[str, str] = {}
 
 
+def _progress_file():
+    return cache_dir("progress") / "exercises.json"
+
+
 def _record(result: CheckResult) -> None:
-    path = cache_dir("progress") / "exercises.json"
-    try:
-        done = json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:  # a half-written file must never break a lesson
-        done = {}
+    done = progress()
     done[result.exercise] = {"status": result.status, "time": time.time()}
-    path.write_text(json.dumps(done, indent=1, sort_keys=True))
+    _progress_file().write_text(json.dumps(done, indent=1, sort_keys=True))
 
 
 def exercise(name: str) -> Callable[[Callable[..., None]], Callable[..., CheckResult]]:
@@ -85,8 +85,11 @@ def exercise(name: str) -> Callable[[Callable[..., None]], Callable[..., CheckRe
 
 def progress() -> dict[str, dict]:
     """What has been checked so far: ``{exercise name: {"status": ..., "time": ...}}``."""
-    path = cache_dir("progress") / "exercises.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    path = _progress_file()
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:  # a half-written file must never break a lesson
+        return {}
 
 
 def catalogue() -> dict[str, str]:
