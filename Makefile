@@ -4,25 +4,27 @@
 #   make test-e2e  `make lab` in headless Chromium: runs two lessons, screenshots in build/e2e
 #   make book   every notebook executed into build/html (FAST unless FULL=1)
 #   make slides one reveal.js deck per lesson into build/slides (and the book, from the same run)
+#   make gpu-check  on a CUDA machine: notebooks, benchmarks and full lessons on the GPU (10 min)
 #   make lint · make strip · make checkpoints · make bench · make clean
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# the pinned torch/torchvision pair is written only in this file
+TORCH_PINS := requirements-torch.txt
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # containers often run as root
 # Notebooks run by the tests and the book keep their exercise progress (solutions notebooks
 # "pass" every exercise) away from the learner's own record in ~/.cache/course_utils.
 TEST_CACHE := COURSE_CACHE=$(CURDIR)/build/test-cache
 NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup lab test test-unit test-notebooks test-e2e book slides slides-offline lint strip checkpoints bench clean distclean
+.PHONY: setup lab test test-unit test-notebooks test-e2e book slides slides-offline lint strip checkpoints bench gpu-check clean distclean
 
 # The venv is (re)built when missing or when pyproject.toml changes; a second run reuses it.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(TORCH_PINS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q $(TORCH_PINS)
+	$(PY) -m pip install --disable-pip-version-check -q -r $(TORCH_PINS)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $(STAMP)
 
@@ -62,6 +64,7 @@ slides-offline: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check course_utils tests tools bench notebooks
+	$(VENV)/bin/ruff format --check course_utils tests tools bench conftest.py
 	$(PY) tools/nbtools.py check
 
 strip: $(STAMP)
@@ -69,6 +72,11 @@ strip: $(STAMP)
 
 checkpoints: $(STAMP)
 	$(PY) -m course_utils.zoo $(NAMES)
+
+# On a CUDA machine: every notebook FAST on the GPU, the benchmarks, the full lessons that fit,
+# times into the course map -- all within 10 minutes. Without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 bench: $(STAMP)
 	$(PY) bench/run.py --out build/bench.md

@@ -41,9 +41,10 @@ def diffusers_loop(scheduler, model, shape, num_steps=None, y=None, scale=1.0, n
                 eps = model(x, t_batch, y=y)
             else:
                 eps_cond, eps_uncond = model(
-                    torch.cat([x, x]), torch.cat([t_batch, t_batch]),
+                    torch.cat([x, x]),
+                    torch.cat([t_batch, t_batch]),
                     y=torch.cat([y, torch.full_like(y, null_class)]),
-                ).chunk(2)  # fmt: skip
+                ).chunk(2)
                 eps = classifier_free_guidance(eps_uncond, eps_cond, scale)
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
     return x
@@ -51,20 +52,30 @@ def diffusers_loop(scheduler, model, shape, num_steps=None, y=None, scale=1.0, n
 
 def benchmarks() -> list[Case]:
     unet = zoo.load("diffusion_digits", device="cpu")
-    schedule = NoiseSchedule(**zoo.info("diffusion_digits")["recipe"]["schedule"])
+    schedule = NoiseSchedule(**zoo.info("diffusion_digits")["recipe"]["noise_schedule"])
     ddpm = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
     ddim = DDIMScheduler(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", set_alpha_to_one=True,
-        steps_offset=0, timestep_spacing="leading",
-    )  # fmt: skip
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing="leading",
+    )
     tiny = OneConv().eval()
     y64 = torch.arange(10).repeat(7)[:64]
 
     def ours_ddim(model, shape, y=None, scale=1.0):
         return lambda: sample_ddim(
-            model, schedule, shape, num_steps=50, y=y, guidance_scale=scale, null_class=10,
-            generator=torch.Generator().manual_seed(0), progress=False,
-        )  # fmt: skip
+            model,
+            schedule,
+            shape,
+            num_steps=50,
+            y=y,
+            guidance_scale=scale,
+            null_class=10,
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+        )
 
     def ours_ddpm(model, shape):
         return lambda: sample_ddpm(

@@ -28,6 +28,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import data
+from .models import LeNet5
 from .runtime import device, seed_everything
 from .train import evaluate, fit
 
@@ -98,8 +100,6 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> bool:
 
 def _datasets(name: str):
     """``(train, test)`` datasets of ``[1, 32, 32]`` images, the input size of LeNet-5."""
-    from . import data  # here, not at the top: the helpers above need no torchvision
-
     if name == "digits":
         return (data.load_dataset("digits", train=train, size=32) for train in (True, False))
     from torchvision import transforms
@@ -134,13 +134,17 @@ def main(argv: list[str] | None = None) -> dict:
             f"{args.batch_size} per rank = {args.batch_size * world_size()} per optimizer step",
             flush=True,
         )
-    from .models import LeNet5
-
     model = LeNet5()
     history = fit(
-        model, train_loader, test_loader, epochs=args.epochs, lr=args.lr, device=dev,
-        max_steps_per_epoch=args.max_steps, progress=is_main(),
-    )  # fmt: skip
+        model,
+        train_loader,
+        test_loader,
+        epochs=args.epochs,
+        lr=args.lr,
+        device=dev,
+        max_steps_per_epoch=args.max_steps,
+        progress=is_main(),
+    )
     save_checkpoint(model, args.out)
     if is_main():
         args.out.with_suffix(".json").write_text(json.dumps(history.as_dict(), indent=1))

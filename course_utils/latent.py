@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion import _seeded_loader
+from .diffusion.training import seeded_loader
 from .train import fit
 
 __all__ = ["VAE", "kl_divergence", "vae_loss", "train_vae", "latent_scale"]
@@ -127,15 +127,20 @@ def train_vae(
     and AdamW; batches and ε come from generators seeded with ``seed``. Returns the training loss
     per epoch."""
     # The same seeded batches (scaled to [-1, 1]) as the diffusion models; labels unused.
-    loader, noise = _seeded_loader(images, torch.zeros(len(images)), batch_size, seed)
+    loader, generator = seeded_loader(images, torch.zeros(len(images)), batch_size, seed)
 
     def step(model: VAE, batch, device) -> torch.Tensor:
-        return vae_loss(model, batch[0].to(device), beta, noise)[0]
+        return vae_loss(model, batch[0].to(device), beta, generator)[0]
 
     history = fit(
-        model, loader, epochs=epochs, optimizer=torch.optim.AdamW(model.parameters(), lr=lr),
-        train_step=step, device=device, progress=progress,
-    )  # fmt: skip
+        model,
+        loader,
+        epochs=epochs,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=lr),
+        train_step=step,
+        device=device,
+        progress=progress,
+    )
     return history.train_loss
 
 

@@ -5,7 +5,8 @@ Every function returns the matplotlib ``Figure`` or ``Axes`` it drew on and neve
 (``ax.set_title(...)``) or save it (``fig.savefig("grid.png")``). Tip: end the line with ``;``
 (``show_images(batch);``) so that Jupyter does not also display the returned object.
 
-All of them accept images in any of the course's layouts (see :func:`to_display`).
+They accept images in any of the course's layouts (see :func:`to_display`), except
+:func:`show_grid`, which takes a batch tensor.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
+from torchvision.utils import make_grid
 
 from .train import History
 
-__all__ = ["to_display", "show_images", "draw_boxes", "overlay_masks", "plot_history"]
+__all__ = ["to_display", "show_images", "show_grid", "draw_boxes", "overlay_masks", "plot_history"]
 
 
 def to_display(image) -> np.ndarray:
@@ -160,6 +162,75 @@ def show_images(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def show_grid(
+    images: torch.Tensor,
+    row_labels: Sequence | None = None,
+    col_labels: Sequence | None = None,
+    ncols: int | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Many small images as *one* picture on one Axes, with labelled rows and columns: how the
+    diffusion lessons lay out samples (a row per digit, a column per timestep, step count ...).
+
+    ``images`` are floats in [0, 1], either ``[N, C, H, W]``, laid out ``ncols`` per row (default
+    8, like ``make_grid``), or ``[rows, cols, C, H, W]``, laid out as given. C = 1 is drawn in grey,
+    C = 3 in colour. ``row_labels`` / ``col_labels`` (one per row / column, shown with ``str``)
+    become tick labels at the tile centres. The picture is exactly torchvision's
+    ``make_grid(images, nrow=ncols, padding=1, pad_value=1.0)``: tiles separated by 1-pixel white
+    lines. Unlike :func:`show_images` it is a single image, so a 10 x 12 grid stays fast to draw.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim not in (4, 5):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"expected a tensor [N, C, H, W] or [rows, cols, C, H, W], got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
+    if images.ndim == 5:
+        if ncols is not None:
+            raise ValueError("ncols is for [N, C, H, W] images: [rows, cols, ...] sets it already")
+        ncols = images.shape[1]
+        images = images.flatten(0, 1)
+    n, c, h, w = images.shape
+    if c not in (1, 3) or n == 0:
+        raise ValueError(
+            f"expected at least one image with 1 or 3 channels, got {tuple(images.shape)}"
+        )
+    ncols = min(8 if ncols is None else ncols, n)
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    nrows = math.ceil(n / ncols)
+    for labels, count, what in ((row_labels, nrows, "row"), (col_labels, ncols, "column")):
+        if labels is not None and len(labels) != count:
+            raise ValueError(f"got {len(labels)} {what} labels for {count} {what}s")
+
+    grid = make_grid(images.detach().cpu().float(), nrow=ncols, padding=1, pad_value=1.0)
+    ax = _new_axes(ax)
+    # make_grid repeats a single channel three times: draw one of them, with the grey colormap.
+    # to_display checks the range, so [-1, 1] samples fail here with the fix in the message.
+    _imshow(ax, to_display(grid[0] if c == 1 else grid))
+    ax.set_axis_on()  # for the tick labels; the frame stays hidden
+    ax.spines[:].set_visible(False)
+    ax.tick_params(length=0)
+
+    def centres(count: int, size: int) -> list[float]:
+        # with _imshow's extent, tile k covers pixels [1 + k (size + 1), 1 + k (size + 1) + size)
+        return [1 + k * (size + 1) + size / 2 for k in range(count)]
+
+    col_labels = [] if col_labels is None else [str(v) for v in col_labels]
+    row_labels = [] if row_labels is None else [str(v) for v in row_labels]
+    ax.set_xticks(centres(len(col_labels), w), col_labels, fontsize=8)
+    ax.set_yticks(centres(len(row_labels), h), row_labels, fontsize=8)
+    if title is not None:
+        ax.set_title(title)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    return ax
 
 
 def _numpy(x) -> np.ndarray:

@@ -14,11 +14,14 @@ never seen a generated image.
   a different feature network, so the numbers are only comparable within this course). A model
   that draws one perfect "3" every time is recognised 100 % of the time but has a large distance,
   because its features have no spread.
+- :func:`sample_scores` -- the first two at once, for samples straight from a sampler: what every
+  sampling experiment of lessons 07-11 reports.
 - :func:`memorisation` -- has the model learned digits, or memorised its 1,347 training images?
   A sample that is much closer (in pixels) to some training image than real unseen digits ever
-  are is a near-copy.
+  are is a near-copy (:func:`nearest_images` finds the closest one).
 
-All functions take images in [0, 1] (diffusion samples live in [-1, 1]: pass ``(x + 1) / 2``).
+All functions take images in [0, 1] (diffusion samples live in [-1, 1]: pass ``to01(x)``), except
+:func:`sample_scores`, which takes the samples in [-1, 1] and converts them itself.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from scipy import linalg
 from torch import nn
 
+from . import zoo
 from .features import extract_features
 
 __all__ = [
@@ -36,7 +40,8 @@ __all__ = [
     "recognition_accuracy",
     "frechet_distance",
     "judge_distance",
-    "nearest_neighbours",
+    "sample_scores",
+    "nearest_images",
     "memorisation",
 ]
 
@@ -62,8 +67,6 @@ def _check_unit_range(images: torch.Tensor, name: str = "images") -> None:
 def load_judge(device: torch.device | str | None = None) -> nn.Module:
     """The evaluation classifier: the shipped ``resnet_small_digits`` (16x16, [0, 1] input), in
     eval mode. Any classifier with an ``fc`` head can be passed to the functions below instead."""
-    from . import zoo
-
     return zoo.load("resnet_small_digits", device=device).eval()
 
 
@@ -124,11 +127,45 @@ def judge_distance(judge: nn.Module, real: torch.Tensor, generated: torch.Tensor
     return frechet_distance(extract_features(judge, real), extract_features(judge, generated))
 
 
-def nearest_neighbours(
+def sample_scores(
+    judge: nn.Module, samples: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor
+) -> dict[str, float]:
+    """Score class-conditional samples as a sampler returns them: ``samples [N, C, H, W]`` in the
+    models' range [-1, 1] (on any device), generated for the classes ``labels [N]``.
+
+    Returns ``{"recognised": float, "fd": float}``: the :func:`recognition_accuracy` of the
+    samples, and their :func:`judge_distance` to ``reference [M, C, H, W]``, real held-out images
+    in [0, 1] (the test digits). The samples go through :func:`to01` first, so a sampler that
+    overshoots [-1, 1], even wildly, is still scored -- on the images it would save.
+    """
+    _check_unit_range(reference, "reference")
+    # Samples from [-1, 1] always reach well below 0 (a digit's background is -1); a batch with
+    # nothing below 0 has almost certainly been converted to [0, 1] already, and to01 would turn
+    # its black background into mid-grey without a word.
+    if samples.min() >= 0:
+        raise ValueError(
+            "samples must be in the models' range [-1, 1] (sample_scores applies to01 itself), "
+            "but none is below 0: they look like images already in [0, 1]; pass the sampler's "
+            "output, or x * 2 - 1"
+        )
+    images = to01(samples)
+    return {
+        "recognised": recognition_accuracy(judge, images, labels),
+        "fd": judge_distance(judge, reference, images),
+    }
+
+
+def nearest_images(
     queries: torch.Tensor, reference: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each of ``queries [N, ...]`` the closest of ``reference [M, ...]`` in Euclidean pixel
-    distance. Returns ``(distances [N], indices [N])`` into ``reference``."""
+    """For each image of ``queries [N, ...]``, the closest image of ``reference [M, ...]`` (same
+    image shape, same value range), by Euclidean distance between the raw pixels.
+
+    Returns ``(indices [N] int64, distances [N] float32)``: ``reference[indices[i]]`` is the image
+    nearest to ``queries[i]``, and ``distances[i]`` the L2 norm of their difference (not squared;
+    0 for an exact copy). Not to be confused with :func:`course_utils.features.nearest_neighbours`,
+    which ranks *feature vectors* by cosine similarity.
+    """
     if queries.shape[1:] != reference.shape[1:]:
         raise ValueError(
             f"queries {tuple(queries.shape)} and reference {tuple(reference.shape)} differ in "
@@ -136,7 +173,7 @@ def nearest_neighbours(
         )
     distances = torch.cdist(queries.flatten(1).double(), reference.flatten(1).double())
     nearest, indices = distances.min(dim=1)
-    return nearest.float(), indices
+    return indices, nearest.float()
 
 
 def memorisation(
@@ -154,8 +191,8 @@ def memorisation(
     """
     for images, name in ((generated, "generated"), (train, "train"), (held_out, "held_out")):
         _check_unit_range(images, name)
-    gen_dist, nearest = nearest_neighbours(generated, train)
-    real_dist, _ = nearest_neighbours(held_out, train)
+    nearest, gen_dist = nearest_images(generated, train)
+    _, real_dist = nearest_images(held_out, train)
     threshold = torch.quantile(real_dist, quantile).item()
     return {
         "generated_median": gen_dist.median().item(),

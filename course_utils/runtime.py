@@ -17,6 +17,8 @@ import os
 import random
 import socket
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,40 +34,69 @@ __all__ = [
     "mark_offline",
     "download_timeout",
     "cache_dir",
+    "write_atomically",
     "in_colab",
     "environment",
 ]
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    """``name``'s value as a yes/no; anything else is refused, never read as "no"."""
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(
+            f"{name}={os.environ[name]!r} is not a yes/no value; use {name}=1 (on) or {name}=0 "
+            "(off), or unset it"
+        )
+    return value in _TRUE
 
 
 #: True when ``COURSE_FAST=1``: notebooks run every code path, but with a few steps only.
 FAST: bool = _env_flag("COURSE_FAST")
 
+_DEVICE_NAMES = "cpu, cuda, cuda:N (N = GPU index), mps"
 
-def device() -> torch.device:
-    """The device to compute on: ``COURSE_DEVICE`` if set, else cuda, else mps, else cpu.
+
+def device(requested: torch.device | str | None = None) -> torch.device:
+    """The device to compute on: ``requested`` if given, else ``COURSE_DEVICE`` if set, else
+    cuda, else mps, else cpu. A device that does not exist here is an error that says what to do.
 
     >>> device()  # doctest: +SKIP
     device(type='cuda', index=0)
     """
-    forced = os.environ.get("COURSE_DEVICE", "").strip()
-    if forced:
-        dev = torch.device(forced)  # raises a clear RuntimeError on a misspelled name
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"COURSE_DEVICE={forced!r} but CUDA is not available on this machine"
-            )
-        if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError(f"COURSE_DEVICE={forced!r} but MPS is not available on this machine")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    if requested is None and not os.environ.get("COURSE_DEVICE", "").strip():
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested is None:
+        source, requested = "COURSE_DEVICE", os.environ["COURSE_DEVICE"].strip()
+        fix = "unset COURSE_DEVICE (the course then picks the best device) or set it to cpu"
+    else:
+        source, fix = "device", "pass device='cpu', or leave it out to use course_utils.device()"
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{source}={requested!r} is not a device name; valid values: {_DEVICE_NAMES}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"{source}={requested!r} but CUDA is not available on this machine; {fix}"
+        )
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"{source}={requested!r} but this machine has {torch.cuda.device_count()} GPU(s); {fix}"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(
+            f"{source}={requested!r} but MPS is not available on this machine; {fix}"
+        )
+    return dev
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -77,21 +108,34 @@ def seed_everything(seed: int = 0) -> None:
 
 
 _ONLINE: bool | None = None  # cached answer: we probe the network at most once per process
+_PROBE = ("download.pytorch.org", 443)
+
+
+def _probe_address(host: str, port: int) -> tuple[str, int]:
+    """Where a connection to ``host`` really goes: the HTTPS proxy of ``https_proxy`` (or
+    ``HTTPS_PROXY``, ``all_proxy``) unless ``no_proxy`` exempts the host -- the same rule that
+    urllib, torchvision and torch.hub follow when they download."""
+    proxy = urllib.request.getproxies().get("https") or urllib.request.getproxies().get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return host, port
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parsed.hostname or host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def online(timeout: float = 2.0, *, refresh: bool = False) -> bool:
     """Whether downloads can be attempted.
 
-    ``COURSE_OFFLINE=1`` forces ``False``. Otherwise one TCP connection to a well-known host is
-    tried with a short ``timeout``; the answer is remembered so nothing waits on the network twice.
-    A loader whose download then fails calls :func:`mark_offline`.
+    ``COURSE_OFFLINE=1`` forces ``False``. Otherwise one TCP connection to a well-known host (or
+    to the proxy that the standard ``https_proxy`` / ``no_proxy`` variables say downloads go
+    through) is tried with a short ``timeout``; the answer is remembered so nothing waits on the
+    network twice. A loader whose download then fails calls :func:`mark_offline`.
     """
     global _ONLINE
     if _env_flag("COURSE_OFFLINE"):
         return False
     if _ONLINE is None or refresh:
         try:
-            with socket.create_connection(("download.pytorch.org", 443), timeout=timeout):
+            with socket.create_connection(_probe_address(*_PROBE), timeout=timeout):
                 _ONLINE = True
         except OSError:
             _ONLINE = False
@@ -105,7 +149,7 @@ def mark_offline() -> None:
 
 
 @contextmanager
-def download_timeout(seconds: float = 30.0) -> Iterator[None]:
+def download_timeout(seconds: float = 15.0) -> Iterator[None]:
     """Inside the block, a network connection that stays silent for ``seconds`` fails instead of
     hanging: torchvision and torch.hub open their URLs without a timeout, and a stalled server
     would otherwise freeze the notebook forever."""
@@ -125,6 +169,18 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``.
+
+    A rename on the same file system is atomic: a reader sees the old file or the new one, never
+    half a file, even if the writer crashes (the zoo's checkpoints, the exercise record).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def in_colab() -> bool:

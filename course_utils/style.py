@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import runtime
+from .data.online import failure_reason
 from .image import IMAGENET_MEAN, IMAGENET_STD, check_image
 
 __all__ = [
@@ -204,8 +205,8 @@ def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Seq
 
     Args:
         weights: ``"DEFAULT"`` / ``"IMAGENET1K_V1"`` (or a ``VGG19_Weights``) for the ImageNet
-            weights, downloaded once (548 MB) into torch's cache; ``None`` for random ones (the
-            bare architecture, no download).
+            weights, downloaded once (548 MB) into ``cache_dir("weights")``; ``None`` for random
+            ones (the bare architecture, no download).
         pool: ``"avg"`` replaces each 2x2 max-pool by an average-pool, as Gatys et al. did: the
             gradient then flows to all four pixels instead of one, giving smoother images.
             ``"max"`` keeps the network as trained.
@@ -221,10 +222,12 @@ def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Seq
     from torchvision.models import VGG19_Weights, vgg19
 
     _check_choice("pool", pool, ("avg", "max"))
-    if weights is not None:
-        weights = VGG19_Weights.verify(weights)
-        _fetch_weights(weights.url)
-    net = vgg19(weights=weights).features
+    # Fetch the weights first: when they cannot be had, no 548 MB network is built for nothing.
+    state_dict = None if weights is None else _vgg19_state_dict(VGG19_Weights.verify(weights).url)
+    model = vgg19()  # the architecture, with random weights
+    if state_dict is not None:
+        model.load_state_dict(state_dict)  # replaced by the ImageNet ones
+    net = model.features
     layers = []
     for name, module in zip(VGG19_LAYERS, net, strict=True):
         if isinstance(module, nn.MaxPool2d) and pool == "avg":
@@ -233,20 +236,34 @@ def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Seq
     return nn.Sequential(OrderedDict(layers))
 
 
-def _fetch_weights(url: str) -> None:
-    """Make sure torch's cache holds the file at ``url``; raise WeightsUnavailable if it cannot."""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    if cached.exists():  # downloaded before: no network needed
-        return
+def _vgg19_state_dict(url: str) -> dict[str, torch.Tensor]:
+    """The weights at ``url``, read from ``cache_dir("weights")`` (downloaded there the first
+    time, like every download of the course); raise WeightsUnavailable if they cannot be had."""
+    folder = runtime.cache_dir("weights")
+    file = folder / Path(url).name
+    cached = file.exists()  # downloaded before: no network needed
     hint = 'use the offline network instead: style_extractor("random")'
-    if not runtime.online():
-        raise WeightsUnavailable(f"There is no network to download the VGG19 weights; {hint}.")
+    if not cached and not runtime.online():
+        raise WeightsUnavailable(
+            f"There is no network to download the VGG19 weights from {url} into {folder}; {hint}."
+        )
     try:
-        with runtime.download_timeout():
-            torch.hub.load_state_dict_from_url(url, progress=True)
-    except (OSError, RuntimeError) as err:  # network errors, or a truncated file
+        with runtime.download_timeout():  # a server that stops answering fails, never hangs
+            # check_hash: the file name ends with the start of its SHA-256, which is checked
+            return torch.hub.load_state_dict_from_url(
+                url, model_dir=str(folder), progress=True, check_hash=True
+            )
+    except (OSError, RuntimeError) as err:  # network errors, or a truncated or corrupted file
+        if cached:
+            raise WeightsUnavailable(
+                f"Reading the VGG19 weights from {file} failed: {failure_reason(err)}; delete "
+                f"the file to download it again, or {hint}."
+            ) from err
         runtime.mark_offline()  # so that the next loader does not wait on the network again
-        raise WeightsUnavailable(f"Downloading the VGG19 weights failed ({err}); {hint}.") from err
+        raise WeightsUnavailable(
+            f"Downloading the VGG19 weights from {url} into {folder} failed: "
+            f"{failure_reason(err)}; {hint}."
+        ) from err
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,13 +334,19 @@ def style_extractor(kind: str = "auto", seed: int = 0) -> FeatureExtractor:
                 raise
         else:
             return FeatureExtractor(
-                net, VGG19_CONTENT_LAYERS, VGG19_STYLE_LAYERS,
-                default_style_weight=VGG19_STYLE_WEIGHT, kind="vgg19",
-            )  # fmt: skip
+                net,
+                VGG19_CONTENT_LAYERS,
+                VGG19_STYLE_LAYERS,
+                default_style_weight=VGG19_STYLE_WEIGHT,
+                kind="vgg19",
+            )
     return FeatureExtractor(
-        random_features(seed), RANDOM_CONTENT_LAYERS, RANDOM_STYLE_LAYERS,
-        default_style_weight=RANDOM_STYLE_WEIGHT, kind="random",
-    )  # fmt: skip
+        random_features(seed),
+        RANDOM_CONTENT_LAYERS,
+        RANDOM_STYLE_LAYERS,
+        default_style_weight=RANDOM_STYLE_WEIGHT,
+        kind="random",
+    )
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

@@ -134,11 +134,17 @@ def _shard(loader: Iterable, *, train: bool) -> Iterable:
     else:
         sampler = range(dist.get_rank(), len(dataset), dist.get_world_size())
     return DataLoader(
-        dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-        worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers,
+        dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers,
         prefetch_factor=loader.prefetch_factor,
-    )  # fmt: skip
+    )
 
 
 def _mean_over_ranks(total: float, count: float, dev: torch.device) -> float:
@@ -317,9 +323,15 @@ def fit_one_cycle(
         optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=pct_start
     )
     return fit(
-        model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-        max_steps_per_epoch=max_steps_per_epoch, **fit_kwargs,
-    )  # fmt: skip
+        model,
+        train_loader,
+        val_loader,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        max_steps_per_epoch=max_steps_per_epoch,
+        **fit_kwargs,
+    )
 
 
 @torch.no_grad()  # no graph is built: evaluation needs less memory and runs faster
@@ -384,15 +396,21 @@ def predict(
     """The model's outputs for every input, concatenated on the CPU: ``[N, ...]``.
 
     ``loader_or_tensor`` is either a tensor ``x: [N, ...]`` (split into ``batch_size`` chunks) or a
-    loader of inputs or of ``(inputs, targets)`` batches (the targets are ignored).
+    loader of inputs or of ``(inputs, targets)`` batches (the targets are ignored). The model
+    predicts in eval mode (dropout off, batch-norm running statistics) and is then put back in the
+    mode it was in, so predicting in the middle of training does not stop dropout.
     """
     dev = torch.device(device) if device is not None else default_device()
-    model.to(dev).eval()
     if isinstance(loader_or_tensor, torch.Tensor):
         batches = loader_or_tensor.split(batch_size)
     else:
         batches = (b[0] if isinstance(b, (list, tuple)) else b for b in loader_or_tensor)
-    outputs = [model(_to(x, dev)).cpu() for x in batches]
+    was_training = model.training
+    model.to(dev).eval()
+    try:
+        outputs = [model(_to(x, dev)).cpu() for x in batches]
+    finally:  # even if a batch fails
+        model.train(was_training)
     if not outputs:
         raise ValueError("predict() got no inputs")
     return torch.cat(outputs)

@@ -117,9 +117,12 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 def replace_head(
-    model: nn.Module, num_classes: int, hidden: int | None = None, dropout: float = 0.0,
+    model: nn.Module,
+    num_classes: int,
+    hidden: int | None = None,
+    dropout: float = 0.0,
     head: str = "fc",
-) -> nn.Module:  # fmt: skip
+) -> nn.Module:
     """Swap the classifier ``model.<head>`` (an ``nn.Linear``) for a new one with ``num_classes``
     outputs, in place, and return the model.
 
@@ -135,9 +138,11 @@ def replace_head(
         new = nn.Linear(features, num_classes)
     else:
         new = nn.Sequential(
-            nn.Linear(features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
-        )  # fmt: skip
+        )
     setattr(model, head, new)
     return model
 
@@ -172,9 +177,14 @@ class GradualUnfreezing:
     """
 
     def __init__(
-        self, model: nn.Module, blocks: Sequence[Sequence[str]], optimizer: torch.optim.Optimizer,
-        lr: float, decay: float = 0.3, every: int = 1,
-    ):  # fmt: skip
+        self,
+        model: nn.Module,
+        blocks: Sequence[Sequence[str]],
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+        decay: float = 0.3,
+        every: int = 1,
+    ):
         if every < 1:
             raise ValueError(f"every must be >= 1 epoch, got {every}")
         self.model, self.blocks, self.optimizer = model, list(blocks), optimizer
@@ -285,18 +295,23 @@ def augmentation(preset: str, size: int, flip: bool = True) -> v2.Compose:
     steps = {
         "minimal": [v2.Resize((size, size), antialias=True), *flips],
         "moderate": [
-            v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True), *flips,
+            v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
+            *flips,
             v2.ColorJitter(0.2, 0.2, 0.2),
         ],
         "aggressive": [
-            v2.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True), *flips,
-            v2.RandomRotation(20), v2.ColorJitter(0.4, 0.4, 0.4, 0.1), v2.RandomGrayscale(0.2),
+            v2.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True),
+            *flips,
+            v2.RandomRotation(20),
+            v2.ColorJitter(0.4, 0.4, 0.4, 0.1),
+            v2.RandomGrayscale(0.2),
         ],
         "autoaugment": [
-            v2.Resize((size, size), antialias=True), *flips,
+            v2.Resize((size, size), antialias=True),
+            *flips,
             v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
         ],
-    }[preset]  # fmt: skip
+    }[preset]
     tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.ToPureTensor()]
     if preset == "aggressive":  # erasing works on float tensors, so after the conversion
         tail.append(v2.RandomErasing(p=0.5, scale=(0.02, 0.15)))
@@ -450,9 +465,11 @@ def fine_tune(
     )
     unfreezing = GradualUnfreezing(model, blocks, optimizer, lr, decay) if gradual else None
     loader = DataLoader(
-        _Augmented(*train, transform), batch_size, shuffle=True,
+        _Augmented(*train, transform),
+        batch_size,
+        shuffle=True,
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     total = epochs * len(loader)
     scheduler = GroupScheduler(
         optimizer, lambda step: warmup_cosine(step, total, round(warmup * total))
@@ -464,9 +481,15 @@ def fine_tune(
             unfreezing.step(epoch)
         # one epoch of the course's training loop; the unfreezing happens between epochs
         epoch_history = fit(
-            model, loader, test_loader, epochs=1, optimizer=optimizer, scheduler=scheduler,
-            device=device, progress=False,
-        )  # fmt: skip
+            model,
+            loader,
+            test_loader,
+            epochs=1,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=device,
+            progress=False,
+        )
         history["train_loss"] += epoch_history.train_loss
         history["test_accuracy"] += epoch_history.val_metric
     return history | {
@@ -535,9 +558,15 @@ def adapt_domain(
     history = {"test_accuracy": [], "train_loss": []}
     for _ in tqdm(range(epochs), desc=f"adaptation: {method}", disable=not progress):
         epoch_history = fit(
-            model, source_loader, epochs=1, optimizer=optimizer, scheduler=scheduler,
-            train_step=step, device=device, progress=False,
-        )  # fmt: skip
+            model,
+            source_loader,
+            epochs=1,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_step=step,
+            device=device,
+            progress=False,
+        )
         history["train_loss"] += epoch_history.train_loss
         history["test_accuracy"].append(accuracy(model, *test))
     return history | {"accuracy": history["test_accuracy"][-1]}

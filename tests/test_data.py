@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
+import threading
+import time
+import urllib.error
 
 import numpy as np
 import pytest
@@ -365,6 +369,29 @@ def test_digit_scenes_index_out_of_range():
         DigitScenes(num_scenes=2, **SMALL)[2]
 
 
+def test_digit_scenes_and_scene_masks_are_the_dataset_in_memory():
+    dataset = DigitScenes(3, split="test", **SMALL)
+    boxes = data.digit_scenes(3, "test", **SMALL)
+    masks = data.scene_masks(3, "test", **SMALL)
+    with_masks = data.digit_scenes(3, "test", keys=("boxes", "labels", "masks"), **SMALL)
+    assert len(boxes) == len(masks) == len(with_masks) == 3
+    for i in range(3):
+        image, target = dataset[i]
+        assert torch.equal(boxes[i][0], image) and torch.equal(masks[i][0], image)
+        assert set(boxes[i][1]) == {"boxes", "labels"}
+        assert set(with_masks[i][1]) == {"boxes", "labels", "masks"}
+        assert all(torch.equal(v, target[k]) for k, v in with_masks[i][1].items())
+        assert torch.equal(masks[i][1], target["semantic_mask"])
+
+
+def test_scene_helpers_keep_their_old_import_paths():
+    from course_utils import detection, segmentation
+    from course_utils.detection import detector
+
+    assert detection.digit_scenes is detector.digit_scenes is data.digit_scenes
+    assert segmentation.scene_masks is data.scene_masks
+
+
 # --------------------------------------------------------------------------------------------
 # online loaders, without a network
 # --------------------------------------------------------------------------------------------
@@ -403,6 +430,79 @@ def test_failed_download_marks_offline(no_network, monkeypatch):
     with pytest.raises(DatasetUnavailable, match="Downloading CIFAR-10 .* failed"):
         data.cifar10(download=True)
     assert runtime.online() is False
+
+
+def test_no_network_message_names_the_source_and_the_folder(no_network):
+    with pytest.raises(DatasetUnavailable) as error:
+        data.mnist(download=True)
+    message = str(error.value)
+    for mirror in torchvision.datasets.MNIST.mirrors:
+        assert mirror in message
+    assert f"into {no_network / 'datasets'};" in message
+    assert message.endswith("use the embedded digits with mnist(fallback='digits').")
+
+
+@pytest.fixture
+def network_looks_up(monkeypatch, tmp_path):
+    """The connection probe said yes (no real network is touched), with an empty cache."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    monkeypatch.setattr(runtime, "_ONLINE", True)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (TimeoutError(), "TimeoutError"),  # a stalled connection (socket.timeout is TimeoutError)
+        (RuntimeError(), "RuntimeError"),  # an error without a message
+        (urllib.error.URLError(TimeoutError()), "TimeoutError"),  # "<urlopen error >"
+        (RuntimeError("Error downloading x:\nTried http://a/, got:\nHTTP Error 404"), "got: HTTP"),
+    ],
+    ids=["stalled", "empty message", "wrapped empty message", "several lines"],
+)
+def test_failed_download_always_says_why(network_looks_up, monkeypatch, failure, reason):
+    timeouts = []
+
+    def download(self):  # CIFAR-10's download, failing after recording the socket timeout
+        timeouts.append(socket.getdefaulttimeout())
+        raise failure
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", download)
+    with pytest.raises(DatasetUnavailable) as error:
+        data.cifar10(download=True)
+    message = str(error.value)
+    source, folder = torchvision.datasets.CIFAR10.url, network_looks_up / "datasets"
+    assert message.startswith(f"Downloading CIFAR-10 from {source} into {folder} failed: ")
+    after_colon = message.split(" failed: ", 1)[1].split(". Check the connection", 1)[0]
+    assert after_colon.strip() and reason in after_colon and "\n" not in after_colon
+    assert message.endswith("use the embedded digits with cifar10(fallback='digits').")
+    assert error.value.__cause__ is failure
+    assert timeouts and 0 < timeouts[0] <= 15  # the download ran under download_timeout()
+    assert socket.getdefaulttimeout() is None  # and the timeout was lifted afterwards
+
+
+def test_a_stalled_mirror_gives_up_instead_of_hanging(network_looks_up, monkeypatch):
+    # A local server that accepts connections and never answers, as a stalled mirror does. The
+    # real MNIST download runs against it, with a short download timeout so the test is quick.
+    for proxy in ("http_proxy", "https_proxy", "all_proxy"):  # talk to it directly
+        monkeypatch.delenv(proxy, raising=False)
+        monkeypatch.delenv(proxy.upper(), raising=False)
+    server = socket.create_server(("127.0.0.1", 0))
+    unstall = threading.Timer(20, server.close)  # should the timeout not work: fail, not hang
+    unstall.start()
+    mirror = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [mirror])
+    monkeypatch.setattr(runtime, "download_timeout", functools.partial(runtime.download_timeout, 1))
+    start = time.monotonic()
+    try:
+        with pytest.raises(DatasetUnavailable, match=f"from {mirror} into .* failed: timed out"):
+            data.mnist(download=True)
+    finally:
+        unstall.cancel()
+        server.close()
+    assert time.monotonic() - start < 10
+    assert runtime._ONLINE is False
 
 
 def test_digits_fallback_is_shaped_like_the_requested_set(no_network, capsys):

@@ -212,6 +212,17 @@ def test_evaluate_detector_returns_coco_metrics():
     assert 0 <= scores["map"] <= scores["map_50"] <= 1
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_detect_gives_the_model_back_in_its_mode(training):
+    scenes = digit_scenes(2, split="test", image_size=64, digit_size=(16, 28))
+    model = CenterNet(channels=16, widths=TINY).train(training)
+    preds, _ = detect(model, scenes)
+    assert len(preds) == 2 and {"boxes", "scores", "labels"} <= set(preds[0])  # eval() outputs
+    assert all(m.training is training for m in model.modules())
+    evaluate_detector(model, scenes)
+    assert all(m.training is training for m in model.modules())
+
+
 # ------------------------------------------------------------------ the shipped checkpoint
 
 

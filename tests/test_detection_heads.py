@@ -35,6 +35,7 @@ from course_utils.detection import (
     select_detections,
     select_proposals,
     sigmoid_focal_loss,
+    softmax_focal_loss,
     yolo_v1_decode,
 )
 
@@ -115,6 +116,30 @@ def test_focal_loss_alpha_is_a_per_class_weight():
     torch.testing.assert_close(weighted, plain * torch.tensor([0.25, 1.0, 2.0])[targets])
     # nothing assumes class 0 is the background: with no alpha every class weighs the same
     assert FocalLoss().alpha is None
+
+
+def test_softmax_focal_loss_ignore_index_and_reductions():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 4, 5, generator=g, requires_grad=True)
+    targets = torch.randint(0, 3, (2, 4, 5), generator=g)
+    targets[0, 1:3, 2:] = 255
+    ignored = targets == 255
+    torch.testing.assert_close(
+        softmax_focal_loss(logits, targets, gamma=0, ignore_index=255),
+        F.cross_entropy(logits, targets, ignore_index=255),
+    )
+    per_pixel = softmax_focal_loss(logits, targets, ignore_index=255, reduction="none")
+    assert per_pixel.shape == targets.shape
+    assert (per_pixel[ignored] == 0).all() and (per_pixel[~ignored] > 0).all()
+    total = softmax_focal_loss(logits, targets, ignore_index=255, reduction="sum")
+    torch.testing.assert_close(total, per_pixel.sum())
+    total.backward()
+    assert (logits.grad.movedim(1, -1)[ignored] == 0).all()  # ignored pixels get no gradient
+    # nothing counts: a zero that keeps the graph, where cross_entropy would give NaN
+    empty = softmax_focal_loss(logits, torch.full_like(targets, 255), ignore_index=255)
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        softmax_focal_loss(logits, targets)  # 255 without ignore_index is not a class
 
 
 def test_giou_loss_equals_torchvision_and_has_gradients():

@@ -278,11 +278,17 @@ def pycocotools_segm_map(preds, targets) -> float:
         gt["images"].append({"id": i, "height": size[0], "width": size[1]})
         for mask, label in zip(t["masks"], t["labels"].tolist()):
             r = rle(mask)
-            gt["annotations"].append({
-                "id": len(gt["annotations"]) + 1, "image_id": i, "category_id": label,
-                "segmentation": r, "area": float(mask_utils.area(r)), "iscrowd": 0,
-                "bbox": mask_utils.toBbox(r).tolist(),
-            })  # fmt: skip
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": i,
+                    "category_id": label,
+                    "segmentation": r,
+                    "area": float(mask_utils.area(r)),
+                    "iscrowd": 0,
+                    "bbox": mask_utils.toBbox(r).tolist(),
+                }
+            )
         for mask, label, score in zip(p["masks"], p["labels"].tolist(), p["scores"].tolist()):
             dets.append(
                 {"image_id": i, "category_id": label, "segmentation": rle(mask), "score": score}

@@ -20,10 +20,16 @@ def test_save_and_load_a_diffusers_model_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=4, num_class_embeds=11,
-    ).eval()  # fmt: skip
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_class_embeds=11,
+    ).eval()
     scheduler = DDIMScheduler(beta_schedule="squaredcos_cap_v2")
     unet.save_pretrained(tmp_path / "unet")
     scheduler.save_pretrained(tmp_path / "scheduler")
@@ -63,9 +69,14 @@ def test_ddim_scheduler_swapped_in_reproduces_the_course_sampler(trained):
     ddim = DDIMScheduler.from_config(base.config, set_alpha_to_one=True, steps_offset=0)
     y = torch.arange(4)
     ours = sample_ddim(
-        model, NoiseSchedule(1000, "cosine"), (4, 1, 16, 16), num_steps=20, y=y,
-        generator=torch.Generator().manual_seed(0), progress=False,
-    )  # fmt: skip
+        model,
+        NoiseSchedule(1000, "cosine"),
+        (4, 1, 16, 16),
+        num_steps=20,
+        y=y,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     torch.testing.assert_close(_diffusers_loop(ddim, model, y, 20), ours, atol=1e-4, rtol=0)
 
 

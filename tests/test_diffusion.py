@@ -7,6 +7,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from course_utils.diffusion import (
+    BETA_SCHEDULES,
     ConditionalUNet,
     NoiseSchedule,
     classifier_free_guidance,
@@ -20,20 +21,22 @@ from course_utils.diffusion import (
     timestep_embedding,
 )
 
-DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+DIFFUSERS_BETA_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 ATOL = 1e-6
 
 
-def ddpm_scheduler(T=1000, schedule="linear", clip_sample=True):
+def ddpm_scheduler(T=1000, beta_schedule="linear", clip_sample=True):
     return DDPMScheduler(
-        num_train_timesteps=T, beta_schedule=DIFFUSERS_SCHEDULE[schedule], clip_sample=clip_sample
+        num_train_timesteps=T,
+        beta_schedule=DIFFUSERS_BETA_SCHEDULE[beta_schedule],
+        clip_sample=clip_sample,
     )
 
 
-def ddim_scheduler(T=1000, schedule="linear", clip_sample=True, num_inference_steps=50):
+def ddim_scheduler(T=1000, beta_schedule="linear", clip_sample=True, num_inference_steps=50):
     s = DDIMScheduler(
         num_train_timesteps=T,
-        beta_schedule=DIFFUSERS_SCHEDULE[schedule],
+        beta_schedule=DIFFUSERS_BETA_SCHEDULE[beta_schedule],
         clip_sample=clip_sample,
         set_alpha_to_one=True,
         steps_offset=0,
@@ -70,14 +73,46 @@ class TinyEpsModel(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
 @pytest.mark.parametrize("T", [1000, 50])
-def test_schedule_matches_diffusers(schedule, T):
-    ours, theirs = NoiseSchedule(T, schedule), ddpm_scheduler(T, schedule)
+def test_schedule_matches_diffusers(beta_schedule, T):
+    ours, theirs = NoiseSchedule(T, beta_schedule), ddpm_scheduler(T, beta_schedule)
     for name in ("betas", "alphas", "alphas_cumprod"):
         a, b = getattr(ours, name), getattr(theirs, name)
         assert a.dtype == torch.float32 and a.shape == (T,)
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_beta_schedule_is_the_kind_of_betas_and_stays_the_second_argument():
+    cosine = NoiseSchedule(1000, "cosine")
+    assert cosine.beta_schedule == "cosine" and BETA_SCHEDULES == tuple(DIFFUSERS_BETA_SCHEDULE)
+    assert torch.equal(NoiseSchedule(1000, beta_schedule="cosine").betas, cosine.betas)
+    assert repr(cosine) == "NoiseSchedule(num_timesteps=1000, beta_schedule='cosine')"
+    # "schedule" always means a NoiseSchedule object, never the kind of betas
+    assert not hasattr(cosine, "schedule")
+
+
+def test_package_exports_every_name_the_lessons_use():
+    """course_utils.diffusion is a package of files: every name a notebook imports from it (or
+    reads as ``diffusion.<name>``) must be re-exported by its __init__."""
+    import json
+    import re
+    from pathlib import Path
+
+    from course_utils import diffusion
+
+    root, names = Path(__file__).resolve().parent.parent, set()
+    for path in [*root.glob("notebooks/*.ipynb"), *root.glob("notebooks/solutions/*.ipynb")]:
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+            imported = re.findall(r"from course_utils\.diffusion import \(([^)]*)\)", source)
+            imported += re.findall(r"from course_utils\.diffusion import ([^(\n]+)$", source, re.M)
+            names |= {n.strip() for block in imported for n in block.split(",") if n.strip()}
+            names |= set(re.findall(r"\bdiffusion\.(\w+)", source))
+    assert {"NoiseSchedule", "sample_ddim", "ConditionalUNet"} <= names  # the scan found them
+    assert not names - set(dir(diffusion)), names - set(dir(diffusion))
+    assert len(set(diffusion.__all__)) == len(diffusion.__all__)
+    assert all(hasattr(diffusion, name) for name in diffusion.__all__)
 
 
 def test_timestep_zero_is_first_noising_step():
@@ -101,13 +136,13 @@ def test_snr_decreases():
     assert snr[0] > 1e3 and snr[-1] < 1e-4
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
-def test_q_sample_matches_add_noise(schedule):
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_q_sample_matches_add_noise(beta_schedule):
     x0 = randn(6, 3, 5, 5).clamp(-1, 1)
     noise = randn(6, 3, 5, 5, seed=1)
     t = torch.tensor([0, 999, 1, 500, 123, 998])
-    expected = ddpm_scheduler(1000, schedule).add_noise(x0, noise, t)
-    torch.testing.assert_close(q_sample(NoiseSchedule(1000, schedule), x0, t, noise), expected)
+    expected = ddpm_scheduler(1000, beta_schedule).add_noise(x0, noise, t)
+    torch.testing.assert_close(q_sample(NoiseSchedule(1000, beta_schedule), x0, t, noise), expected)
 
 
 def test_q_sample_at_t0_is_almost_clean():
@@ -122,17 +157,21 @@ def test_q_sample_at_t0_is_almost_clean():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
 @pytest.mark.parametrize("clip_sample", [True, False])
 @pytest.mark.parametrize("t", [0, 1, 500, 999])
-def test_ddpm_step_matches_diffusers(schedule, clip_sample, t):
+def test_ddpm_step_matches_diffusers(beta_schedule, clip_sample, t):
     x_t, eps = 2 * randn(3, 2, 6, 6), randn(3, 2, 6, 6, seed=1)
-    sched = ddpm_scheduler(1000, schedule, clip_sample)
+    sched = ddpm_scheduler(1000, beta_schedule, clip_sample)
     expected = sched.step(eps, t, x_t, generator=torch.Generator().manual_seed(7)).prev_sample
     ours = ddpm_step(
-        NoiseSchedule(1000, schedule), eps, t, x_t,
-        generator=torch.Generator().manual_seed(7), clip_sample=clip_sample,
-    )  # fmt: skip
+        NoiseSchedule(1000, beta_schedule),
+        eps,
+        t,
+        x_t,
+        generator=torch.Generator().manual_seed(7),
+        clip_sample=clip_sample,
+    )
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -172,9 +211,15 @@ def test_ddim_step_matches_diffusers(num_inference_steps, eta, clip_sample):
             eps, t, x_t, eta=eta, generator=torch.Generator().manual_seed(i)
         ).prev_sample
         got = ddim_step(
-            ours, eps, t, t_prev, x_t, eta=eta, clip_sample=clip_sample,
+            ours,
+            eps,
+            t,
+            t_prev,
+            x_t,
+            eta=eta,
+            clip_sample=clip_sample,
             generator=torch.Generator().manual_seed(i),
-        )  # fmt: skip
+        )
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -186,13 +231,23 @@ def test_ddim_step_with_clipped_model_output_matches_diffusers(eta):
         # a large ε̂ pushes x̂_0 far outside [-1, 1], so the clipping really changes ε̂
         x_t, eps = randn(2, 2, 5, 5, seed=i), 3 * randn(2, 2, 5, 5, seed=i + 100)
         expected = sched.step(
-            eps, t, x_t, eta=eta, use_clipped_model_output=True,
+            eps,
+            t,
+            x_t,
+            eta=eta,
+            use_clipped_model_output=True,
             generator=torch.Generator().manual_seed(i),
-        ).prev_sample  # fmt: skip
+        ).prev_sample
         got = ddim_step(
-            ours, eps, t, t_prev, x_t, eta=eta, use_clipped_model_output=True,
+            ours,
+            eps,
+            t,
+            t_prev,
+            x_t,
+            eta=eta,
+            use_clipped_model_output=True,
             generator=torch.Generator().manual_seed(i),
-        )  # fmt: skip
+        )
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
         plain = ddim_step(
             ours, eps, t, t_prev, x_t, eta=eta, generator=torch.Generator().manual_seed(i)
@@ -230,9 +285,13 @@ def _t_batch(t, n):
 def test_sample_ddim_matches_diffusers_loop(num_steps):
     model, shape = TinyEpsModel(), (2, 2, 8, 8)
     got = sample_ddim(
-        model, NoiseSchedule(), shape, num_steps=num_steps,
-        generator=torch.Generator().manual_seed(0), progress=False,
-    )  # fmt: skip
+        model,
+        NoiseSchedule(),
+        shape,
+        num_steps=num_steps,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
 
     sched = ddim_scheduler(num_inference_steps=num_steps)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
@@ -257,18 +316,22 @@ def test_samplers_start_from_given_noise():
             sample(model, schedule, shape, x_T=x_T[:1], progress=False)
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
-def test_ddim_invert_matches_diffusers_inverse_scheduler(schedule):
+@pytest.mark.parametrize("beta_schedule", ["linear", "cosine"])
+def test_ddim_invert_matches_diffusers_inverse_scheduler(beta_schedule):
     from diffusers import DDIMInverseScheduler
 
     from course_utils.diffusion import ddim_invert
 
     model, x0 = TinyEpsModel(), randn(2, 2, 6, 6).clamp(-1, 1)
-    got = ddim_invert(model, NoiseSchedule(100, schedule), x0, num_steps=10, progress=False)
+    got = ddim_invert(model, NoiseSchedule(100, beta_schedule), x0, num_steps=10, progress=False)
     sched = DDIMInverseScheduler(
-        num_train_timesteps=100, beta_schedule=DIFFUSERS_SCHEDULE[schedule], clip_sample=False,
-        set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading",
-    )  # fmt: skip
+        num_train_timesteps=100,
+        beta_schedule=DIFFUSERS_BETA_SCHEDULE[beta_schedule],
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing="leading",
+    )
     sched.set_timesteps(10)
     x = x0
     with torch.no_grad():
@@ -302,9 +365,14 @@ def test_ddim_invert_then_sample_returns_the_image_when_noise_does_not_depend_on
 def test_sample_ddim_eta_matches_diffusers_loop():
     model, shape = TinyEpsModel(), (2, 2, 6, 6)
     got = sample_ddim(
-        model, NoiseSchedule(100, "cosine"), shape, num_steps=10, eta=1.0,
-        generator=torch.Generator().manual_seed(5), progress=False,
-    )  # fmt: skip
+        model,
+        NoiseSchedule(100, "cosine"),
+        shape,
+        num_steps=10,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(5),
+        progress=False,
+    )
     sched = ddim_scheduler(100, "cosine", num_inference_steps=10)
     g = torch.Generator().manual_seed(5)
     x = torch.randn(shape, generator=g)
@@ -317,9 +385,13 @@ def test_sample_ddim_eta_matches_diffusers_loop():
 def test_sample_ddpm_matches_diffusers_loop():
     model, shape, y = TinyEpsModel(), (3, 2, 6, 6), torch.tensor([0, 1, 3])
     got = sample_ddpm(
-        model, NoiseSchedule(50), shape, y=y, generator=torch.Generator().manual_seed(1),
+        model,
+        NoiseSchedule(50),
+        shape,
+        y=y,
+        generator=torch.Generator().manual_seed(1),
         progress=False,
-    )  # fmt: skip
+    )
     sched = ddpm_scheduler(50)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(shape, generator=g)
@@ -333,9 +405,13 @@ def test_samplers_restore_training_mode_and_call_back():
     model, seen = TinyEpsModel(), []
     model.train()
     out = sample_ddim(
-        model, NoiseSchedule(100), (1, 2, 4, 4), num_steps=5, progress=False,
+        model,
+        NoiseSchedule(100),
+        (1, 2, 4, 4),
+        num_steps=5,
+        progress=False,
         callback=lambda t, x: seen.append((t, x.shape)),
-    )  # fmt: skip
+    )
     assert model.training and not out.requires_grad
     assert seen == [(t, (1, 2, 4, 4)) for t in (80, 60, 40, 20, 0)]
 
@@ -365,9 +441,11 @@ def test_guided_sampling_combines_cond_and_null_predictions():
     # Scale 1 == plain conditional; scale 0 == sampling with the null label.
     torch.testing.assert_close(sample(y, guidance_scale=1.0, null_class=null), sample(y))
     torch.testing.assert_close(
-        sample(y, guidance_scale=0.0, null_class=null), sample(torch.full((2,), null)),
-        atol=1e-6, rtol=0,
-    )  # fmt: skip
+        sample(y, guidance_scale=0.0, null_class=null),
+        sample(torch.full((2,), null)),
+        atol=1e-6,
+        rtol=0,
+    )
     # Guided sampling evaluates the doubled batch once per step.
     model.calls = 0
     sample(y, guidance_scale=3.0, null_class=null)
@@ -394,8 +472,11 @@ def test_conditional_unet_shapes_and_null_class():
     # y=None is the null label, index num_classes.
     torch.testing.assert_close(model(x, t), model(x, t, torch.full((3,), 10)))
     assert ConditionalUNet(in_channels=3, base=16)(torch.randn(2, 3, 8, 12), t[:2]).shape == (
-        2, 3, 8, 12,
-    )  # fmt: skip
+        2,
+        3,
+        8,
+        12,
+    )
     with pytest.raises(ValueError, match="divisible by 4"):
         model(torch.randn(1, 1, 10, 10), t[:1])
     with pytest.raises(ValueError, match=r"does not know \[11\]"):
@@ -455,8 +536,8 @@ def test_errors():
     s = NoiseSchedule(100)
     x, eps = torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
     t = torch.tensor([0, 5])
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        NoiseSchedule(schedule="quadratic")
+    with pytest.raises(ValueError, match="beta_schedule must be one of"):
+        NoiseSchedule(beta_schedule="quadratic")
     with pytest.raises(ValueError, match=r"x \* 2 - 1"):
         q_sample(s, x + 1.5, t, eps)
     with pytest.raises(ValueError, match=r"\[0, 100\)"):
@@ -527,9 +608,16 @@ def test_train_diffusion_learns_and_is_deterministic():
         torch.manual_seed(0)
         model = ConditionalUNet(1, base=8)
         return train_diffusion(
-            model, schedule, images, labels, epochs=6, lr=2e-3, batch_size=16, ema_decay=0.9,
+            model,
+            schedule,
+            images,
+            labels,
+            epochs=6,
+            lr=2e-3,
+            batch_size=16,
+            ema_decay=0.9,
             progress=False,
-        )  # fmt: skip
+        )
 
     (ema_a, losses), (ema_b, _) = run(), run()
     assert losses[-1] < losses[0]
@@ -591,9 +679,15 @@ def test_classifier_guidance_steers_a_sampler():
     def run(scale):
         model = ClassifierGuidance(denoiser, classifier, schedule, scale)
         return sample_ddim(
-            model, schedule, (4, 2, 4, 4), num_steps=10, y=y, clip_sample=False, progress=False,
+            model,
+            schedule,
+            (4, 2, 4, 4),
+            num_steps=10,
+            y=y,
+            clip_sample=False,
+            progress=False,
             generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
+        )
 
     plain, steered = run(0.0), run(20.0)
     log_p = lambda x: torch.log_softmax(classifier(x, None), 1)[torch.arange(4), y]  # noqa: E731
@@ -616,9 +710,15 @@ def test_noisy_classifier_shapes_and_training_is_deterministic():
         torch.manual_seed(0)
         classifier = NoisyClassifier(1, base=8)
         losses = train_noisy_classifier(
-            classifier, schedule, images, labels, epochs=8, lr=3e-3, batch_size=16,
+            classifier,
+            schedule,
+            images,
+            labels,
+            epochs=8,
+            lr=3e-3,
+            batch_size=16,
             progress=False,
-        )  # fmt: skip
+        )
         return classifier, losses
 
     (a, losses), (b, _) = run(), run()
@@ -727,9 +827,15 @@ def test_train_flow_matching_learns_and_is_deterministic():
     def run():
         torch.manual_seed(0)
         return train_flow_matching(
-            ConditionalUNet(1, base=8), images, labels, epochs=6, lr=2e-3, batch_size=16,
-            ema_decay=0.9, progress=False,
-        )  # fmt: skip
+            ConditionalUNet(1, base=8),
+            images,
+            labels,
+            epochs=6,
+            lr=2e-3,
+            batch_size=16,
+            ema_decay=0.9,
+            progress=False,
+        )
 
     (ema_a, losses), (ema_b, _) = run(), run()
     assert losses[-1] < losses[0]
@@ -781,7 +887,12 @@ def test_unbounded_sample_range_for_latents():
     assert ddim_step(wide, eps, 50, -1, latents).abs().max() == pytest.approx(2.0)
     torch.manual_seed(0)
     _, losses = train_diffusion(
-        ConditionalUNet(2, base=8, num_classes=3), free, latents, torch.tensor([0, 1, 2, 0]),
-        epochs=2, batch_size=2, progress=False,
-    )  # fmt: skip
+        ConditionalUNet(2, base=8, num_classes=3),
+        free,
+        latents,
+        torch.tensor([0, 1, 2, 0]),
+        epochs=2,
+        batch_size=2,
+        progress=False,
+    )
     assert len(losses) == 2

@@ -43,8 +43,9 @@ def mlp():
 
 def train(model, train_loader, val_loader):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.5)
-    return fit(model, train_loader, val_loader, epochs=3, optimizer=optimizer, device=CPU,
-               progress=False)  # fmt: skip
+    return fit(
+        model, train_loader, val_loader, epochs=3, optimizer=optimizer, device=CPU, progress=False
+    )
 
 
 def worker(out: Path) -> None:
@@ -69,8 +70,15 @@ def worker(out: Path) -> None:
 @pytest.mark.slow  # two processes that import torch: about 10-20 s on a busy 2-core machine
 def test_two_gloo_ranks_end_equal_and_match_one_process_with_the_whole_batch(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COURSE_DEVICE": "cpu"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={WORLD}", __file__, str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={WORLD}",
+        __file__,
+        str(tmp_path),
+    ]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
@@ -105,8 +113,11 @@ def test_two_gloo_ranks_end_equal_and_match_one_process_with_the_whole_batch(tmp
     )
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-5, atol=1e-6)
-    for mine, theirs in [(h0.train_loss, history.train_loss), (h0.val_loss, history.val_loss),
-                         (h0.val_metric, history.val_metric)]:  # fmt: skip
+    for mine, theirs in [
+        (h0.train_loss, history.train_loss),
+        (h0.val_loss, history.val_loss),
+        (h0.val_metric, history.val_metric),
+    ]:
         assert mine == pytest.approx(theirs, rel=1e-5)
 
 
@@ -134,8 +145,15 @@ def test_fit_in_a_group_wraps_the_model_and_matches_plain_fit(tmp_path):
 
     def run():
         model = mlp()
-        history = fit(model, loader, DataLoader(val_set, batch_size=7), epochs=2, device=CPU,
-                      train_step=step, progress=False)  # fmt: skip
+        history = fit(
+            model,
+            loader,
+            DataLoader(val_set, batch_size=7),
+            epochs=2,
+            device=CPU,
+            train_step=step,
+            progress=False,
+        )
         return model, history
 
     reference, expected = run()

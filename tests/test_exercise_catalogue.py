@@ -93,12 +93,31 @@ def test_progress_by_lesson_counts_the_latest_result_of_each_exercise():
 
 
 @pytest.mark.usefixtures("private_cache")
-def test_a_half_written_progress_file_never_breaks_a_lesson():
-    from course_utils import cache_dir
+def test_the_progress_record_is_written_atomically(monkeypatch):
+    import os
+
+    from course_utils import cache_dir, runtime
     from course_utils.exercises import lesson00, progress
 
-    (cache_dir("progress") / "exercises.json").write_text('{"00.1 count the thr')  # cut short
-    assert progress() == {}
-    assert progress_by_lesson()["lesson00"]["not checked"] == 2
-    assert lesson00.check_count_threes(lambda: 183).passed  # and the next check starts afresh
-    assert list(progress()) == ["00.1 count the threes"]
+    assert lesson00.check_count_threes(lambda: 183).passed
+    before = (cache_dir("progress") / "exercises.json").read_text()
+
+    def crash(*args):  # the writer dies between writing the new file and renaming it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runtime.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        lesson00.check_count_threes(lambda: 0)
+    monkeypatch.setattr(runtime.os, "replace", os.replace)
+    assert (cache_dir("progress") / "exercises.json").read_text() == before  # old record intact
+    assert progress()["00.1 count the threes"]["status"] == "passed"
+
+
+@pytest.mark.usefixtures("private_cache")
+def test_a_broken_progress_record_names_the_file_and_the_fix():
+    from course_utils import cache_dir
+    from course_utils.exercises import progress
+
+    (cache_dir("progress") / "exercises.json").write_text('{"00.1 count the thr')  # edited by hand
+    with pytest.raises(ValueError, match=r"exercises\.json is not valid JSON.*delete it"):
+        progress()

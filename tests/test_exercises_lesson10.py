@@ -152,7 +152,11 @@ def test_eps_to_velocity_reference_matches_finite_differences():
 
     phase = math.pi / 2 * (1 - t)
     v = lesson10.reference_eps_to_velocity(
-        eps, point(t), math.cos(phase), math.sin(phase),
-        math.pi / 2 * math.sin(phase), -math.pi / 2 * math.cos(phase),
-    )  # fmt: skip
+        eps,
+        point(t),
+        math.cos(phase),
+        math.sin(phase),
+        math.pi / 2 * math.sin(phase),
+        -math.pi / 2 * math.cos(phase),
+    )
     torch.testing.assert_close(v, (point(t + dt) - point(t - dt)) / (2 * dt), atol=1e-3, rtol=1e-3)

@@ -22,7 +22,7 @@ def sampling_loop(model, scheduler, noise, y, num_steps):
 def scheduler_for(schedule):
     from diffusers import DDPMScheduler
 
-    name = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule.schedule]
+    name = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule.beta_schedule]
     return DDPMScheduler(
         num_train_timesteps=schedule.num_timesteps,
         beta_schedule=name,
@@ -111,7 +111,7 @@ def test_default_betas_fail_with_a_hint():
     def wrong(schedule):
         from diffusers import DDPMScheduler
 
-        name = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule.schedule]
+        name = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule.beta_schedule]
         return DDPMScheduler(num_train_timesteps=schedule.num_timesteps, beta_schedule=name)
 
     assert failed(lesson11.check_scheduler_for(wrong), "beta_start")
@@ -154,7 +154,12 @@ def test_reference_loop_matches_course_ddim():
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
     got = lesson11.reference_loop(model, sched, noise, y, 10)
     ours = sample_ddim(
-        model, NoiseSchedule(1000, "cosine"), noise.shape, num_steps=10, y=y, x_T=noise,
+        model,
+        NoiseSchedule(1000, "cosine"),
+        noise.shape,
+        num_steps=10,
+        y=y,
+        x_T=noise,
         progress=False,
-    )  # fmt: skip
+    )
     torch.testing.assert_close(got, ours, atol=1e-5, rtol=0)

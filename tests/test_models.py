@@ -258,6 +258,27 @@ def test_vgg16_has_torchvision_parameter_count(vgg16):
     assert count_parameters(torchvision.models.vgg16(weights=None)) == 138_357_544
 
 
+@pytest.mark.slow
+def test_vgg16_computes_like_torchvision_with_its_weights(vgg16):
+    # Our blocks nest the layers (features.<block>.<layer>) where torchvision's list is flat, and
+    # our classifier starts with its Flatten; in order, the tensors are the same one for one.
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg16(weights=None).eval()
+    ours, theirs = vgg16.state_dict(), reference.state_dict()
+    assert list(ours)[:4] == [
+        "features.0.0.weight",
+        "features.0.0.bias",
+        "features.0.2.weight",
+        "features.0.2.bias",
+    ]
+    assert list(ours)[-2:] == ["classifier.7.weight", "classifier.7.bias"]
+    assert [v.shape for v in ours.values()] == [v.shape for v in theirs.values()]
+    vgg16.load_state_dict(dict(zip(ours, theirs.values())), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(vgg16.eval()(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
 def test_alexnet_counts_and_the_torchvision_variant(alexnet):
     assert count_parameters(alexnet) == 62_378_344
     assert count_parameters(AlexNet(lrn=False)) == 62_378_344  # LRN has no parameters
@@ -351,8 +372,12 @@ def test_compound_scaling():
 def test_efficientnet_scaling_table():
     assert list(EFFICIENTNET_SCALING) == [f"b{i}" for i in range(8)]
     assert EFFICIENTNET_SCALING["b0"] == {
-        "phi": 0, "width": 1.0, "depth": 1.0, "resolution": 224, "dropout": 0.2
-    }  # fmt: skip
+        "phi": 0,
+        "width": 1.0,
+        "depth": 1.0,
+        "resolution": 224,
+        "dropout": 0.2,
+    }
     assert EFFICIENTNET_SCALING["b7"]["resolution"] == 600
     for key in ("width", "depth", "resolution", "dropout"):
         values = [c[key] for c in EFFICIENTNET_SCALING.values()]

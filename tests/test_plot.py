@@ -9,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.patches import Rectangle
 from PIL import Image
+from torchvision.utils import make_grid
 
 from course_utils.plot import (
     draw_boxes,
     overlay_masks,
     plot_history,
+    show_grid,
     show_images,
     to_display,
 )
@@ -119,6 +121,65 @@ def test_show_images_rejects_bad_input():
         show_images(torch.rand(3, 3, 4, 4), titles=["a", "b"])
     with pytest.raises(ValueError, match=r"batch tensor \[B, C, H, W\]"):
         show_images(torch.rand(3, 4, 4))
+
+
+# ---------------------------------------------------------------- show_grid
+
+
+def test_show_grid_rows_and_columns_grey_with_labels_at_tile_centres():
+    images = torch.rand(2, 3, 1, 4, 5, generator=torch.Generator().manual_seed(0))
+    _, ax = plt.subplots()
+    out = show_grid(images, ["a", "b"], range(3), title="t", xlabel="x", ylabel="y", ax=ax)
+    assert out is ax and len(ax.images) == 1  # one picture, however many tiles
+    drawn = ax.images[0]
+    expected = make_grid(images.flatten(0, 1), nrow=3, padding=1, pad_value=1.0)
+    np.testing.assert_array_equal(drawn.get_array(), expected[0].numpy())
+    assert drawn.get_cmap().name == "gray" and drawn.get_clim() == (0, 1)
+    grid_h, grid_w = expected.shape[1:]
+    assert drawn.get_extent() == [0, grid_w, grid_h, 0]  # x, y in pixels, as below
+    # tile (i, j) is images[i, j]: its pixels start after i + 1 (j + 1) white separator lines
+    for i in range(2):
+        for j in range(3):
+            top, left = 1 + i * (4 + 1), 1 + j * (5 + 1)
+            tile = expected[0, top : top + 4, left : left + 5]
+            torch.testing.assert_close(tile, images[i, j, 0])
+    np.testing.assert_allclose(ax.get_xticks(), [1 + j * 6 + 2.5 for j in range(3)])
+    np.testing.assert_allclose(ax.get_yticks(), [1 + i * 5 + 2.0 for i in range(2)])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("t", "x", "y")
+
+
+def test_show_grid_batch_in_colour_ncols_per_row_and_no_labels():
+    images = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    ax = show_grid(images, ncols=2)  # 3 rows, the last one half empty
+    expected = make_grid(images, nrow=2, padding=1, pad_value=1.0)
+    assert expected.shape[1:] == (3 * 5 + 1, 2 * 5 + 1)
+    np.testing.assert_array_equal(ax.images[0].get_array(), expected.permute(1, 2, 0).numpy())
+    assert len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0
+    # the default: 8 per row, as make_grid does
+    ax = show_grid(torch.rand(10, 1, 2, 2), col_labels=range(8), row_labels=["", ""])
+    assert ax.images[0].get_array().shape == (2 * 3 + 1, 8 * 3 + 1)
+
+
+@pytest.mark.parametrize(
+    "images, kwargs, message",
+    [
+        (torch.rand(3, 4, 4), {}, r"\[N, C, H, W\] or \[rows, cols, C, H, W\], got \(3, 4, 4\)"),
+        (np.random.rand(2, 1, 4, 4), {}, "got ndarray"),
+        (torch.rand(2, 2, 4, 4), {}, "1 or 3 channels"),
+        (torch.rand(0, 1, 4, 4), {}, "at least one image"),
+        (torch.zeros(2, 1, 4, 4, dtype=torch.uint8), {}, "float images"),
+        (torch.rand(2, 1, 4, 4) * 2 - 1, {}, r"\(x \+ 1\) / 2"),  # samples not yet through to01
+        (torch.rand(2, 3, 1, 4, 4), {"row_labels": ["a"]}, "1 row labels for 2 rows"),
+        (torch.rand(5, 1, 4, 4), {"ncols": 2, "col_labels": "abc"}, "3 column labels for 2"),
+        (torch.rand(2, 3, 1, 4, 4), {"ncols": 3}, "ncols is for"),
+        (torch.rand(2, 1, 4, 4), {"ncols": 0}, "at least 1"),
+    ],
+)
+def test_show_grid_rejects_bad_input(images, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        show_grid(images, **kwargs)
 
 
 # ---------------------------------------------------------------- draw_boxes

@@ -11,8 +11,9 @@ from course_utils.quality import (
     judge_distance,
     load_judge,
     memorisation,
-    nearest_neighbours,
+    nearest_images,
     recognition_accuracy,
+    sample_scores,
     to01,
 )
 
@@ -75,15 +76,46 @@ def test_judge_distance_separates_real_digits_from_noise():
         judge_distance(judge, x_test, x_train * 2 - 1)
 
 
-def test_nearest_neighbours_brute_force():
+def test_sample_scores_are_the_two_measurements_of_the_converted_samples():
+    judge = load_judge()
+    x_train, x_test, y_train, _ = data.digits_split(size=16)
+    # digits as a sampler returns them: in [-1, 1], some overshooting it (to01 clips those)
+    noise = 0.3 * torch.randn(200, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    samples = x_train[:200] * 2 - 1 + noise
+    assert samples.min() < -1 and samples.max() > 1
+    labels = y_train[:200].roll(1)  # wrong labels for a few: recognised is not trivially 1
+    scores = sample_scores(judge, samples, labels, x_test)
+    assert scores == {
+        "recognised": pytest.approx(recognition_accuracy(judge, to01(samples), labels)),
+        "fd": pytest.approx(judge_distance(judge, x_test, to01(samples))),
+    }
+    assert 0 < scores["recognised"] < 0.9 and scores["fd"] > 0
+
+
+def test_sample_scores_refuses_range_mix_ups():
+    judge = load_judge()
+    x_train, x_test, y_train, _ = data.digits_split(size=16)
+    samples, labels = x_train[:20] * 2 - 1, y_train[:20]
+    with pytest.raises(ValueError, match=r"already in \[0, 1\]"):
+        sample_scores(judge, x_train[:20], labels, x_test)  # converted twice
+    with pytest.raises(ValueError, match=r"reference must lie in \[0, 1\]"):
+        sample_scores(judge, samples, labels, x_test * 2 - 1)
+    with pytest.raises(ValueError, match="one label per image"):
+        sample_scores(judge, samples, labels[:5], x_test)
+
+
+def test_nearest_images_brute_force():
     g = torch.Generator().manual_seed(0)
     queries, reference = torch.rand(7, 1, 3, 3, generator=g), torch.rand(11, 1, 3, 3, generator=g)
-    distances, indices = nearest_neighbours(queries, reference)
-    for q, d, i in zip(queries, distances, indices):
+    indices, distances = nearest_images(queries, reference)
+    assert indices.dtype == torch.int64 and distances.dtype == torch.float32
+    for q, i, d in zip(queries, indices, distances):
         all_d = torch.stack([(q - r).norm() for r in reference])
         assert i == all_d.argmin() and d == pytest.approx(all_d.min().item(), abs=1e-6)
+    indices, distances = nearest_images(reference[[4, 2]], reference)  # exact copies
+    assert indices.tolist() == [4, 2] and distances.tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="image shape"):
-        nearest_neighbours(queries, reference[:, :, :2])
+        nearest_images(queries, reference[:, :, :2])
 
 
 def test_memorisation_flags_copies_not_new_digits():

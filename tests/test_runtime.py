@@ -64,10 +64,60 @@ def test_unavailable_forced_device_is_a_clear_error(monkeypatch):
         runtime.device()
 
 
-def test_misspelled_device_is_an_error(monkeypatch):
+def test_misspelled_device_names_the_variable_and_the_valid_values(monkeypatch):
     monkeypatch.setenv("COURSE_DEVICE", "gpu0")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(
+        ValueError, match=r"COURSE_DEVICE='gpu0' is not a device name; valid values: cpu, cuda"
+    ):
         runtime.device()
+    monkeypatch.delenv("COURSE_DEVICE")
+    with pytest.raises(ValueError, match=r"device='cdua' is not a device name; valid values: cpu"):
+        runtime.device("cdua")
+
+
+def test_an_explicit_device_gets_the_same_friendly_message(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    with pytest.raises(
+        RuntimeError, match=r"device='cuda' but CUDA is not available.*device='cpu'"
+    ):
+        runtime.device("cuda")
+    assert runtime.device("cpu") == torch.device("cpu")
+    assert runtime.device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("value", ["2", "fast", "full", "y"])
+def test_unknown_flag_values_are_refused_not_read_as_off(value):
+    code = "import course_utils"
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_python(code, COURSE_FAST=value)
+    assert f"COURSE_FAST={value!r} is not a yes/no value" in err.value.stderr
+    assert (
+        run_python("import course_utils; print(course_utils.FAST)", COURSE_FAST=" Off ") == "False"
+    )
+
+
+def test_online_probes_through_the_proxy_the_downloads_use(monkeypatch):
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert runtime._probe_address("download.pytorch.org", 443) == ("download.pytorch.org", 443)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    assert runtime._probe_address("download.pytorch.org", 443) == ("proxy.example", 3128)
+    monkeypatch.setenv("no_proxy", "localhost,.pytorch.org")
+    assert runtime._probe_address("download.pytorch.org", 443) == ("download.pytorch.org", 443)
+    monkeypatch.delenv("no_proxy")
+    seen = []
+
+    def connect(address, timeout):
+        seen.append(address)
+        raise OSError("refused (test)")
+
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    monkeypatch.setattr(runtime, "_ONLINE", None)  # restored after the test
+    monkeypatch.setattr(socket, "create_connection", connect)
+    assert runtime.online(refresh=True) is False
+    assert seen == [("proxy.example", 3128)]
 
 
 def test_seed_everything_repeats_python_numpy_torch():

@@ -161,6 +161,20 @@ def test_focal_with_gamma_zero_is_cross_entropy(ignore_index):
     assert FocalLossSegmentation(gamma=2.0, ignore_index=ignore_index)(logits, target) < focal
 
 
+def test_focal_segmentation_is_the_detection_focal_loss_per_pixel():
+    from course_utils.detection import FocalLoss
+
+    logits, target = random_case(4, 3, ignore_fraction=0.3)
+    alpha = torch.tensor([0.2, 0.3, 0.5])
+    seg = FocalLossSegmentation(alpha=alpha, gamma=1.5, ignore_index=IGNORE)
+    assert isinstance(seg, FocalLoss) and seg.reduction == "mean"
+    det = FocalLoss(alpha=alpha, gamma=1.5, ignore_index=IGNORE)
+    torch.testing.assert_close(seg(logits, target), det(logits, target))
+    # the segmentation name keeps its stricter check: logits must be [B, K, H, W]
+    with pytest.raises(ValueError, match=r"\[B, K, H, W\]"):
+        seg(logits[:, :, 0], target[:, 0])
+
+
 def test_combined_is_weighted_sum():
     logits, target = random_case(1, 3, ignore_fraction=0.3)
     combined = CombinedSegmentationLoss(0.5, 2.0, ignore_index=IGNORE)(logits, target)
@@ -421,6 +435,16 @@ def test_evaluate_segmenter_scores_a_known_prediction():
     present = len(target.unique())  # every present class has a union; only background has IoU > 0
     assert scores["miou"] == pytest.approx(background / present)
     assert segment(Constant(3, 11), torch.stack([p[0] for p in pairs])).eq(3).all()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_segment_and_evaluate_give_the_model_back_in_its_mode(training):
+    pairs = scene_masks(2, "test", image_size=32, digit_size=(10, 14))
+    model = MiniUNet(3, 11, base=4).train(training)
+    segment(model, torch.stack([p[0] for p in pairs]))
+    assert model.training is training and model.enc1[1].training is training
+    evaluate_segmenter(model, pairs, num_classes=11)
+    assert model.training is training and model.enc1[1].training is training
 
 
 def test_train_segmenter_learns_and_is_deterministic():

@@ -1,8 +1,12 @@
 """Neural style transfer: Gram matrices, feature extractors and the pixel optimisation."""
 
+import socket
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+from torchvision.models import VGG19_Weights, vgg19
 
 from course_utils import runtime, style
 from course_utils.style import (
@@ -141,13 +145,88 @@ def test_vgg19_layer_names_point_at_the_right_modules():
 
 
 def test_vgg19_without_network_raises_weights_unavailable(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: nothing downloaded before
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))  # an empty cache: nothing downloaded before
     monkeypatch.setattr(runtime, "online", lambda *args, **kwargs: False)
-    with pytest.raises(WeightsUnavailable, match="offline"):
+    with pytest.raises(WeightsUnavailable, match="offline") as error:
         vgg19_features()
+    assert VGG19_Weights.DEFAULT.url in str(error.value)  # it says what it would have fetched
+    assert str(tmp_path / "weights") in str(error.value)  # and where to
     with pytest.raises(WeightsUnavailable):
         style_extractor("vgg19")
     assert style_extractor("auto").kind == "random"  # the fallback, silently
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """torch.hub.load_state_dict_from_url replaced, with an empty COURSE_CACHE and a network that
+    looks present: ``calls`` records each call, ``answer`` is what the fake returns or raises."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # torch's own cache: must stay empty
+    monkeypatch.setattr(runtime, "online", lambda *args, **kwargs: True)
+    monkeypatch.setattr(runtime, "_ONLINE", runtime._ONLINE)  # a failure calls mark_offline()
+    hub = {"calls": [], "answer": None}
+
+    def load_state_dict_from_url(url, **kwargs):
+        hub["calls"].append((url, kwargs, socket.getdefaulttimeout()))
+        if isinstance(hub["answer"], BaseException):
+            raise hub["answer"]
+        return hub["answer"]
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", load_state_dict_from_url)
+    return hub
+
+
+def test_vgg19_weights_go_to_the_course_cache(fake_hub, tmp_path):
+    reference = vgg19()  # stands for the ImageNet weights: any values will do
+    fake_hub["answer"] = reference.state_dict()
+    net = vgg19_features()
+    [(url, kwargs, timeout)] = fake_hub["calls"]
+    assert url == VGG19_Weights.DEFAULT.url
+    assert timeout is not None and timeout <= 15  # a stalled server gives up, never hangs
+    assert kwargs["model_dir"] == str(tmp_path / "cache" / "weights")  # where every download goes
+    assert kwargs["check_hash"]  # the file name's hash prefix is checked
+    assert not (tmp_path / "torch").exists()  # nothing lands in torch's own cache
+    for name in ("conv1_1", "conv4_2", "conv5_4"):  # the net is built from those weights
+        assert torch.equal(
+            net[VGG19_LAYERS.index(name)].weight,
+            reference.features[VGG19_LAYERS.index(name)].weight,
+        )
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (TimeoutError(), "TimeoutError"),  # a stalled server, as the socket timeout reports it
+        (RuntimeError(), "RuntimeError"),
+        (OSError("  "), "OSError"),
+        (ConnectionResetError("Connection reset by peer"), "Connection reset by peer"),
+    ],
+    ids=["stalled server", "empty message", "blank message", "with a message"],
+)
+def test_failed_vgg19_download_always_says_why(fake_hub, tmp_path, failure, reason):
+    fake_hub["answer"] = failure
+    with pytest.raises(WeightsUnavailable) as error:
+        vgg19_features()
+    message = str(error.value)
+    assert message.startswith(f"Downloading the VGG19 weights from {VGG19_Weights.DEFAULT.url}")
+    assert f" into {tmp_path / 'cache' / 'weights'} failed: " in message
+    after_colon = message.split(" failed: ", 1)[1].split("; use the offline network", 1)[0]
+    assert after_colon.strip() and reason in after_colon  # never "failed: ;"
+    assert message.endswith('use the offline network instead: style_extractor("random").')
+    assert error.value.__cause__ is failure
+    assert runtime._ONLINE is False  # the next loader does not wait on the network again
+
+
+def test_unreadable_cached_vgg19_weights_say_so(fake_hub, tmp_path, monkeypatch):
+    cached = runtime.cache_dir("weights") / Path(VGG19_Weights.DEFAULT.url).name
+    cached.write_bytes(b"half a file")
+    monkeypatch.setattr(runtime, "online", lambda *args, **kwargs: False)  # cached: no network
+    monkeypatch.setattr(runtime, "_ONLINE", None)
+    fake_hub["answer"] = RuntimeError()
+    with pytest.raises(WeightsUnavailable, match="delete the file to download it again") as error:
+        vgg19_features()
+    assert str(error.value).startswith(f"Reading the VGG19 weights from {cached} failed: Runt")
+    assert runtime._ONLINE is None  # a bad file says nothing about the network: not marked offline
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,9 +258,15 @@ def test_style_transfer_lbfgs_noise_and_callback(extractor):
     seen = []
     torch.manual_seed(0)
     out, history = style_transfer(
-        _image(4)[0], _image(5)[0], extractor, steps=3, init="noise", optimizer="lbfgs",
-        progress=False, callback=lambda step, image: seen.append(step),
-    )  # fmt: skip
+        _image(4)[0],
+        _image(5)[0],
+        extractor,
+        steps=3,
+        init="noise",
+        optimizer="lbfgs",
+        progress=False,
+        callback=lambda step, image: seen.append(step),
+    )
     assert out.shape == (1, 3, 32, 32)
     assert seen == [0, 1, 2]
     assert history["total"][-1] < history["total"][0]

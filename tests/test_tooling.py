@@ -152,23 +152,39 @@ def test_lesson_times_record_and_readme(tmp_path, monkeypatch):
     monkeypatch.setattr(lesson_times, "RECORD", tmp_path / "times.json")
     monkeypatch.setattr(lesson_times, "lessons", lambda: ["07_diffusion_ddpm", "10_flow"])
     run = tmp_path / "notebook_times.json"  # what `make test` writes (conftest.py)
-    run.write_text(json.dumps({
-        "notebooks/07_diffusion_ddpm.ipynb": {"seconds": 28.74, "passed": True},
-        "notebooks/10_flow.ipynb": {"seconds": 20.0, "passed": False},  # a failed run is no time
-        "notebooks/solutions/07_diffusion_ddpm_solutions.ipynb": {"seconds": 3.0, "passed": True},
-    }))  # fmt: skip
+    run.write_text(
+        json.dumps(
+            {
+                "notebooks/07_diffusion_ddpm.ipynb": {"seconds": 28.74, "passed": True},
+                "notebooks/10_flow.ipynb": {
+                    "seconds": 20.0,
+                    "passed": False,
+                },  # a failed run is no time
+                "notebooks/solutions/07_diffusion_ddpm_solutions.ipynb": {
+                    "seconds": 3.0,
+                    "passed": True,
+                },
+            }
+        )
+    )
     book = tmp_path / "book_times.json"  # what `make book FULL=1` writes
     book.write_text(json.dumps({"07_diffusion_ddpm": {"full": 1000.0}}))
     lesson_times.record(run, "fast", "cpu", "laptop")
     times = lesson_times.record(book, "full", "cpu", "laptop")
     assert times == {
         "07_diffusion_ddpm": {
-            "fast_cpu": {"seconds": 28.7, "date": times["07_diffusion_ddpm"]["fast_cpu"]["date"],
-                         "machine": "laptop"},
-            "full_cpu": {"seconds": 1000.0, "date": times["07_diffusion_ddpm"]["full_cpu"]["date"],
-                         "machine": "laptop"},
+            "fast_cpu": {
+                "seconds": 28.7,
+                "date": times["07_diffusion_ddpm"]["fast_cpu"]["date"],
+                "machine": "laptop",
+            },
+            "full_cpu": {
+                "seconds": 1000.0,
+                "date": times["07_diffusion_ddpm"]["full_cpu"]["date"],
+                "machine": "laptop",
+            },
         }
-    }  # fmt: skip
+    }
     readme = (
         "| 07 | [DDPM](x) | text | `diffusion` | old | old |\n| 10 | [F](y) | t | `p` | a | b |\n"
     )
@@ -182,3 +198,17 @@ def test_readme_course_map_shows_the_recorded_lesson_times():
     import lesson_times
 
     assert lesson_times.problems() == []
+
+
+def test_gpu_check_says_there_is_no_gpu_and_exits_0():
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}  # as on a CPU-only machine
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gpu_check.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no CUDA GPU on this machine" in out.stdout

@@ -119,8 +119,15 @@ def test_fit_sets_the_epoch_of_a_distributed_sampler(digits):
         return nn.functional.cross_entropy(model(batch[0]), batch[1])
 
     loader = DataLoader(train, batch_size=64, sampler=sampler)
-    fit(mlp(), loader, epochs=3, max_steps_per_epoch=1, train_step=record, device=CPU,
-        progress=False)  # fmt: skip
+    fit(
+        mlp(),
+        loader,
+        epochs=3,
+        max_steps_per_epoch=1,
+        train_step=record,
+        device=CPU,
+        progress=False,
+    )
     assert sampler.epoch == 2
     first = [next(iter(DataLoader(train, batch_size=64, sampler=sampler)))[1][:16]]
     assert torch.equal(orders[2], first[0])  # the last epoch's order is the sampler's for epoch 2
@@ -132,9 +139,16 @@ def test_fit_one_cycle_plans_the_schedule_over_all_steps(digits):
     model = mlp()
     train, val = loaders(digits)
     history = fit_one_cycle(
-        model, train, val, epochs=3, lr=0.05, pct_start=0.25, max_steps_per_epoch=8, device=CPU,
+        model,
+        train,
+        val,
+        epochs=3,
+        lr=0.05,
+        pct_start=0.25,
+        max_steps_per_epoch=8,
+        device=CPU,
         progress=False,
-    )  # fmt: skip
+    )
     assert len(history.train_loss) == 3 and history.val_metric[-1] > 0.5
     # the same model trained by fit() with the optimizer and schedule built by hand
     seed_everything(0)
@@ -143,8 +157,16 @@ def test_fit_one_cycle_plans_the_schedule_over_all_steps(digits):
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=0.05, total_steps=24, pct_start=0.25
     )
-    fit(reference, *loaders(digits), epochs=3, optimizer=optimizer, scheduler=scheduler,
-        max_steps_per_epoch=8, device=CPU, progress=False)  # fmt: skip
+    fit(
+        reference,
+        *loaders(digits),
+        epochs=3,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        max_steps_per_epoch=8,
+        device=CPU,
+        progress=False,
+    )
     for p, q in zip(model.parameters(), reference.parameters()):
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="length"):
@@ -264,6 +286,28 @@ def test_predict_tensor_and_loader_match_the_model():
     assert torch.allclose(predict(model, [x[:6], x[6:]], device=CPU), expected)
     with pytest.raises(ValueError, match="no inputs"):
         predict(model, [], device=CPU)
+
+
+def test_predict_gives_the_model_back_in_the_mode_it_came_in():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3), nn.Dropout(0.5))
+    x = torch.randn(4, 5)
+    for training in (True, False):
+        model.train(training)
+        predict(model, x, device=CPU)
+        assert all(m.training is training for m in model.modules())
+    model.train()  # predicting in the middle of training: dropout must still be on afterwards
+    first, again = predict(model, x, device=CPU), predict(model, x, device=CPU)
+    assert torch.equal(first, again)  # eval mode inside: no dropout, the same outputs
+    assert not torch.equal(model(x), model(x))  # train mode after: dropout is back
+
+    def broken_batches():
+        yield x
+        raise RuntimeError("the loader broke")
+
+    with pytest.raises(RuntimeError, match="the loader broke"):
+        predict(model, broken_batches(), device=CPU)
+    assert model.training  # restored even when a batch fails
 
 
 def test_progress_bar_shows_epochs_loss_and_val_metric(digits, capsys):

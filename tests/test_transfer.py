@@ -259,9 +259,16 @@ def test_fine_tune_learns_and_is_deterministic():
     def run(strategy):
         model, blocks = model_and_blocks()
         return fine_tune(
-            model, blocks, source, source, strategy=strategy, epochs=3, lr=1e-2, batch_size=16,
+            model,
+            blocks,
+            source,
+            source,
+            strategy=strategy,
+            epochs=3,
+            lr=1e-2,
+            batch_size=16,
             progress=False,
-        )  # fmt: skip
+        )
 
     a, b = run("full"), run("full")
     assert a == b
@@ -290,9 +297,16 @@ def test_adapt_domain_runs_every_method_and_checks_it():
         model, _ = model_and_blocks()
         model.fc = torch.nn.Identity()
         result = adapt_domain(
-            DANN(model, 64, 10), source, target[0], test, method=method, epochs=1, lr=1e-3,
-            batch_size=16, progress=False,
-        )  # fmt: skip
+            DANN(model, 64, 10),
+            source,
+            target[0],
+            test,
+            method=method,
+            epochs=1,
+            lr=1e-3,
+            batch_size=16,
+            progress=False,
+        )
         assert 0 <= result["accuracy"] <= 1 and math.isfinite(result["train_loss"][0])
     with pytest.raises(ValueError, match="method"):
         adapt_domain(

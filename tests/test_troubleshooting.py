@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils import data, image, quality, style, train, zoo
-from course_utils.diffusion import ConditionalUNet, NoiseSchedule, ddim_step, q_sample
+from course_utils import data, image, quality, runtime, style, train, zoo
+from course_utils.diffusion import ConditionalUNet, NoiseSchedule, ddim_step, q_sample, sample_ddim
 from course_utils.latent import VAE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,21 @@ def corrupted_checkpoint_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def wrong_manifest_root(tmp_path: Path) -> Path:
+    """A copy of the shipped checkpoint whose manifest record has another sha256."""
+    manifest = json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text())
+    record = manifest["lenet5_digits"]
+    shutil.copy(zoo.CHECKPOINT_DIR / record["file"], tmp_path / record["file"])
+    manifest["lenet5_digits"]["sha256"] = "0" * 64
+    (tmp_path / zoo.MANIFEST).write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def env_value(monkeypatch, name: str, value: str, read):
+    monkeypatch.setenv(name, value)
+    read()
+
+
 def unknown_device(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -45,38 +60,125 @@ def unknown_device(monkeypatch):
 
 # (id, trigger(tmp_path, monkeypatch), exception, fragment of its message quoted by the README)
 CASES = [
-    ("offline dataset", lambda tmp, mp: data.mnist(download=True), data.DatasetUnavailable,
-     "There is no network, so MNIST cannot be downloaded"),
-    ("dataset not downloaded", lambda tmp, mp: data.mnist(download=False), data.DatasetUnavailable,
-     "MNIST is not in"),
-    ("offline weights", lambda tmp, mp: style.style_extractor("vgg19"), style.WeightsUnavailable,
-     "There is no network to download the VGG19 weights"),
-    ("corrupted checkpoint", lambda tmp, mp: zoo.load("lenet5_digits", root=corrupted_checkpoint_root(tmp)),
-     zoo.CheckpointError, "is corrupted: sha256"),
-    ("missing checkpoint", lambda tmp, mp: zoo.load("lenet5_digits", root=tmp), zoo.CheckpointError,
-     "manifest.json is missing"),
-    ("forced device", lambda tmp, mp: unknown_device(mp), RuntimeError,
-     "COURSE_DEVICE='cuda' but CUDA is not available on this machine"),
-    ("HWC image", lambda tmp, mp: image.rgb_to_gray(torch.rand(8, 8, 3)), ValueError,
-     "this looks like HWC (channels last)"),
+    (
+        "offline dataset",
+        lambda tmp, mp: data.mnist(download=True),
+        data.DatasetUnavailable,
+        "There is no network, so MNIST cannot be downloaded",
+    ),
+    (
+        "dataset not downloaded",
+        lambda tmp, mp: data.mnist(download=False),
+        data.DatasetUnavailable,
+        "MNIST is not in",
+    ),
+    (
+        "offline weights",
+        lambda tmp, mp: style.style_extractor("vgg19"),
+        style.WeightsUnavailable,
+        "There is no network to download the VGG19 weights",
+    ),
+    (
+        "corrupted checkpoint",
+        lambda tmp, mp: zoo.load("lenet5_digits", root=corrupted_checkpoint_root(tmp)),
+        zoo.CheckpointError,
+        "is corrupted: sha256",
+    ),
+    (
+        "wrong manifest record",
+        lambda tmp, mp: zoo.load("lenet5_digits", root=wrong_manifest_root(tmp)),
+        zoo.CheckpointError,
+        "manifest.json's sha256 for",
+    ),
+    (
+        "wrong noise schedule",
+        lambda tmp, mp: sample_ddim(
+            zoo.load("diffusion_digits", device="cpu"), NoiseSchedule(), (1, 1, 16, 16), num_steps=1
+        ),
+        ValueError,
+        "this model was trained with NoiseSchedule(",
+    ),
+    (
+        "missing checkpoint",
+        lambda tmp, mp: zoo.load("lenet5_digits", root=tmp),
+        zoo.CheckpointError,
+        "manifest.json is missing",
+    ),
+    (
+        "forced device",
+        lambda tmp, mp: unknown_device(mp),
+        RuntimeError,
+        "COURSE_DEVICE='cuda' but CUDA is not available on this machine",
+    ),
+    (
+        "misspelled device",
+        lambda tmp, mp: env_value(mp, "COURSE_DEVICE", "gpu", runtime.device),
+        ValueError,
+        "COURSE_DEVICE='gpu' is not a device name",
+    ),
+    (
+        "FAST value",
+        lambda tmp, mp: env_value(
+            mp, "COURSE_FAST", "full", lambda: runtime._env_flag("COURSE_FAST")
+        ),
+        ValueError,
+        "COURSE_FAST='full' is not a yes/no value",
+    ),
+    (
+        "HWC image",
+        lambda tmp, mp: image.rgb_to_gray(torch.rand(8, 8, 3)),
+        ValueError,
+        "this looks like HWC (channels last)",
+    ),
     ("unknown checkpoint", lambda tmp, mp: zoo.load("lenet5"), KeyError, "no checkpoint named"),
-    ("samples in [-1, 1] judged", lambda tmp, mp: quality.recognition_accuracy(
-        quality.load_judge(device="cpu"), torch.rand(2, 1, 16, 16) * 2 - 1, torch.tensor([0, 1])),
-     ValueError, "must lie in [0, 1]"),
-    ("images in [0, 1] diffused", lambda tmp, mp: q_sample(
-        NoiseSchedule(10), torch.full((1, 1, 2, 2), 3.0), torch.tensor([1]), torch.randn(1, 1, 2, 2)),
-     ValueError, "must lie in [-1, 1]"),
-    ("clipping latents", lambda tmp, mp: ddim_step(
-        NoiseSchedule(10, sample_range=None), torch.zeros(1, 4), 5, 4, torch.zeros(1, 4)),
-     ValueError, "clip_sample=True needs a bounded sample_range"),
-    ("unknown class label", lambda tmp, mp: ConditionalUNet(1, 8, 10)(
-        torch.randn(1, 1, 16, 16), torch.tensor([1]), torch.tensor([11])), ValueError,
-     "this model does not know"),
-    ("VAE input size", lambda tmp, mp: VAE(base=8).encode(torch.randn(1, 1, 15, 15)), ValueError,
-     "height and width must be divisible by"),
-    ("batch format", lambda tmp, mp: train.fit(torch.nn.Linear(2, 2), [{"x": 1}], progress=False),
-     ValueError, "expected (inputs, targets) batches"),
-]  # fmt: skip
+    (
+        "samples in [-1, 1] judged",
+        lambda tmp, mp: quality.recognition_accuracy(
+            quality.load_judge(device="cpu"), torch.rand(2, 1, 16, 16) * 2 - 1, torch.tensor([0, 1])
+        ),
+        ValueError,
+        "must lie in [0, 1]",
+    ),
+    (
+        "images in [0, 1] diffused",
+        lambda tmp, mp: q_sample(
+            NoiseSchedule(10),
+            torch.full((1, 1, 2, 2), 3.0),
+            torch.tensor([1]),
+            torch.randn(1, 1, 2, 2),
+        ),
+        ValueError,
+        "must lie in [-1, 1]",
+    ),
+    (
+        "clipping latents",
+        lambda tmp, mp: ddim_step(
+            NoiseSchedule(10, sample_range=None), torch.zeros(1, 4), 5, 4, torch.zeros(1, 4)
+        ),
+        ValueError,
+        "clip_sample=True needs a bounded sample_range",
+    ),
+    (
+        "unknown class label",
+        lambda tmp, mp: ConditionalUNet(1, 8, 10)(
+            torch.randn(1, 1, 16, 16), torch.tensor([1]), torch.tensor([11])
+        ),
+        ValueError,
+        "this model does not know",
+    ),
+    (
+        "VAE input size",
+        lambda tmp, mp: VAE(base=8).encode(torch.randn(1, 1, 15, 15)),
+        ValueError,
+        "height and width must be divisible by",
+    ),
+    (
+        "batch format",
+        lambda tmp, mp: train.fit(torch.nn.Linear(2, 2), [{"x": 1}], progress=False),
+        ValueError,
+        "expected (inputs, targets) batches",
+    ),
+]
 
 
 @pytest.mark.parametrize(

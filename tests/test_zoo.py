@@ -2,16 +2,19 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import zoo
 from course_utils.runtime import seed_everything
-from course_utils.train import evaluate, fit
+from course_utils.train import History, evaluate, fit
 
 CPU = torch.device("cpu")
 NAME = "test_digits_mlp"
@@ -222,3 +225,114 @@ def test_status_reports_a_missing_file_without_raising(entry, tmp_path):
     assert line.startswith("NOT READY") and "make checkpoints" in line
     zoo.train_checkpoint(NAME, root=tmp_path)
     assert zoo.status(NAME, root=tmp_path).startswith("accuracy=")
+
+
+def test_the_manifest_names_each_recipe_module_and_the_store_finds_it():
+    # in a fresh interpreter: importing the zoo imports no topic; looking an entry up imports its
+    # recipe module, named in its manifest record
+    code = (
+        "import sys; from course_utils import zoo; "
+        "print('course_utils.detection.recipes' in sys.modules); "
+        "zoo.info('detector_digits'); "
+        "print('course_utils.detection.recipes' in sys.modules, len(zoo.REGISTRY))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    manifest = json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text())
+    assert out == ["False", "True", str(len(manifest))]
+    for name, record in manifest.items():
+        assert zoo.REGISTRY[name].build.__module__ == record["module"]
+
+
+def test_load_hands_out_the_configuration_the_model_was_trained_with():
+    model = zoo.load("diffusion_digits", device=CPU)
+    record = zoo.info("diffusion_digits")
+    assert model.config == record["config"]
+    assert model.config["noise_schedule"] == record["recipe"]["noise_schedule"]
+    assert model.config["noise_schedule"]["beta_schedule"] == "cosine"
+    assert model.config["null_class"] == model.null_class == 10
+    model.config["null_class"] = 3  # a copy: the manifest record is not changed
+    assert zoo.info("diffusion_digits")["config"]["null_class"] == 10
+    assert zoo.load("lenet5_digits", device=CPU).config["image_size"] == 32
+
+
+def test_only_numbers_become_scores(tmp_path):
+    # a recipe may return a training History (or anything else) for a lesson's curves
+    def train_with_history(model):
+        train(model)
+        return {"metric": "accuracy", "value": 0.5, "history": History(), "extra": 2, "flag": True}
+
+    zoo.register(zoo.Entry("test_history", build, train_with_history, recipe={}))
+    try:
+        record = zoo.train_checkpoint("test_history", root=tmp_path)
+    finally:
+        del zoo.REGISTRY["test_history"]
+    assert record["scores"] == {"extra": 2.0}
+    assert record["trained_on"] and record["module"] == __name__
+
+
+def test_a_wrong_manifest_record_is_named_not_the_intact_file(trained):
+    root, record = trained
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest[NAME]["sha256"] = "0" * 64
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        zoo.CheckpointError, match=r"manifest.json's sha256 for .* is intact"
+    ) as err:
+        zoo.load(NAME, root=root, device=CPU)
+    assert "git checkout" in str(err.value) and "is corrupted" not in str(err.value)
+
+
+def test_load_on_a_missing_device_says_what_to_do(trained):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    root, _ = trained
+    with pytest.raises(RuntimeError, match=r"device='cuda' but CUDA is not available.*'cpu'"):
+        zoo.load(NAME, root=root, device="cuda")
+
+
+def test_the_fingerprint_is_recorded_repeats_and_catches_a_changed_recipe(trained, monkeypatch):
+    root, record = trained
+    fp = record["fingerprint"]
+    assert fp["steps"] == zoo.FINGERPRINT_STEPS and len(fp["values"]) == 4
+    assert zoo.fingerprint(NAME) == fp["values"]  # same code, same machine: the same numbers
+    assert zoo.drift(NAME, root=root) is None
+
+    def other_lr(model):  # what a changed recipe looks like: one hyper-parameter differs
+        seed_everything(0)
+        train_loader, _ = digits_loaders()
+        fit(
+            model,
+            train_loader,
+            epochs=1,
+            max_steps_per_epoch=10,
+            lr=1.1e-2,
+            device=CPU,
+            progress=False,
+        )
+        return {"metric": "accuracy", "value": 0.0}
+
+    changed = zoo.Entry(NAME, build, other_lr, recipe={})
+    monkeypatch.setitem(zoo.REGISTRY._entries, NAME, changed)
+    message = zoo.drift(NAME, root=root)
+    assert message is not None and f"make checkpoints NAMES={NAME}" in message
+
+
+def test_fingerprints_stop_training_after_their_steps(entry):
+    steps = []
+    hook = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        zoo.fingerprint(NAME)
+    finally:
+        hook.remove()
+    assert len(steps) == zoo.FINGERPRINT_STEPS  # not the recipe's 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", sorted(json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text()))
+)
+def test_every_shipped_checkpoint_is_what_todays_code_trains(name):
+    # the first optimiser steps of each recipe, rerun, against those of the shipped training
+    assert zoo.drift(name) is None

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from course_utils import data, train, zoo
-from course_utils.models import count_parameters
+from course_utils.models import count_parameters, recipes
 from course_utils.runtime import seed_everything
 from course_utils.train import History
 
@@ -45,7 +45,7 @@ def test_cosine_schedule_changes_the_training(monkeypatch):
         seen["scheduler"], seen["optimizer"] = scheduler, optimizer
         return real_fit(*args, scheduler=scheduler, optimizer=optimizer, **kwargs)
 
-    monkeypatch.setattr(train, "fit", spy)  # the zoo imports fit when it trains
+    monkeypatch.setattr(recipes, "fit", spy)  # the recipe module's own name for train.fit
     short_run("resnet_small_digits")  # registered with cosine=True
     assert isinstance(seen["scheduler"], torch.optim.lr_scheduler.CosineAnnealingLR)
     assert seen["optimizer"].param_groups[0]["lr"] == pytest.approx(0, abs=1e-12)  # ends at 0

@@ -81,6 +81,11 @@ def readme_text(text: str, times: dict) -> str:
     return re.sub(r"^\| (\d\d) \| (.*) \|$", row, text, flags=re.M)
 
 
+def write_readme() -> None:
+    """Rewrite the README's course-map times from the record."""
+    README.write_text(readme_text(README.read_text(), load()))
+
+
 def problems() -> list[str]:
     times, text = load(), README.read_text()
     out = [
@@ -88,8 +93,10 @@ def problems() -> list[str]:
     ]
     out += [f"{s}: not in the README's course map" for s in lessons() if f"| {s[:2]} |" not in text]
     if readme_text(text, times) != text:
-        out.append("README's course-map times differ from tools/lesson_times.json: run "
-                   "`python tools/lesson_times.py readme`")  # fmt: skip
+        out.append(
+            "README's course-map times differ from tools/lesson_times.json: run "
+            "`python tools/lesson_times.py readme`"
+        )
     return out
 
 
@@ -107,7 +114,7 @@ def main(argv: list[str]) -> int:
         record(args.times, args.mode, args.device, args.machine)
         args.command = "readme"
     if args.command == "readme":
-        README.write_text(readme_text(README.read_text(), load()))
+        write_readme()
         return 0
     found = problems()
     print("\n".join(found) or "lesson times: README and record agree")

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_bn_relu", "BasicBlock", "SmallBackbone", "FPN", "PyramidBackbone"]
+from ..models.resnet import ResidualBlock
+
+__all__ = ["conv_bn_relu", "SmallBackbone", "FPN", "PyramidBackbone"]
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -27,27 +29,13 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class BasicBlock(nn.Module):
-    """Residual block ``x + F(x)`` with two 3x3 convolutions, same width and resolution."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            conv_bn_relu(channels, channels),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.body(x))
-
-
 class SmallBackbone(nn.Module):
     """``x: [B, 3, H, W]`` -> feature maps at strides 4, 8 and 16 (``widths[1:]`` channels).
 
     A stem at stride 2, then one stage per entry of ``widths[1:]``: a stride-2 convolution and a
-    residual block. With the defaults a 128x128 scene gives 48x32x32, 96x16x16 and 160x8x8 maps;
-    the deepest cells see more than 80 pixels, more than the largest digit.
+    ResNet basic block (:class:`~course_utils.models.ResidualBlock`, lesson 02). With the
+    defaults a 128x128 scene gives 48x32x32, 96x16x16 and 160x8x8 maps; the deepest cells see
+    more than 80 pixels, more than the largest digit.
     """
 
     def __init__(self, widths: Sequence[int] = (32, 48, 96, 160), in_channels: int = 3):
@@ -57,7 +45,7 @@ class SmallBackbone(nn.Module):
             conv_bn_relu(widths[0] // 2, widths[0]),
         )
         self.stages = nn.ModuleList(
-            nn.Sequential(conv_bn_relu(c_in, c_out, stride=2), BasicBlock(c_out))
+            nn.Sequential(conv_bn_relu(c_in, c_out, stride=2), ResidualBlock(c_out, c_out))
             for c_in, c_out in zip(widths[:-1], widths[1:])
         )
         self.out_channels = list(widths[1:])

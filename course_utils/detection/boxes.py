@@ -43,7 +43,11 @@ MAX_LOG_SCALE = math.log(1000.0 / 16)
 # --------------------------------------------------------------------------------------------
 
 
-def _check_boxes(boxes, name: str = "boxes", fmt: str = "xyxy") -> torch.Tensor:
+def check_boxes(boxes, name: str = "boxes", fmt: str = "xyxy") -> torch.Tensor:
+    """Raise a clear error unless ``boxes`` is a finite float tensor ``[..., 4]`` in format
+    ``fmt``; return it unchanged. For xyxy a box with ``x2 < x1`` or ``y2 < y1`` -- the usual sign
+    of xywh boxes passed by mistake -- is an error. The other detection files call it too
+    (it is not in ``__all__``: learners never need it)."""
     if not isinstance(boxes, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor [N, 4], got {type(boxes).__name__}")
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
@@ -78,7 +82,7 @@ def _check_scores(scores, n: int, name: str = "scores") -> torch.Tensor:
 
 
 def _check_nms_boxes(boxes: torch.Tensor, name: str = "boxes") -> torch.Tensor:
-    _check_boxes(boxes, name)
+    check_boxes(boxes, name)
     if boxes.ndim != 2:
         raise ValueError(f"expected {name} of shape [N, 4], got {tuple(boxes.shape)}")
     return boxes
@@ -96,7 +100,7 @@ def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
     for fmt in (in_fmt, out_fmt):
         if fmt not in BOX_FORMATS:
             raise ValueError(f"unknown box format {fmt!r}; expected one of {BOX_FORMATS}")
-    _check_boxes(boxes, fmt=in_fmt)
+    check_boxes(boxes, fmt=in_fmt)
     if in_fmt == out_fmt:
         return boxes.clone()
     a, b, c, d = boxes.unbind(-1)
@@ -113,7 +117,7 @@ def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     """Area of xyxy boxes ``[..., 4]`` -> ``[...]``."""
-    _check_boxes(boxes)
+    check_boxes(boxes)
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
@@ -130,8 +134,10 @@ def _inter_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
     return inter, (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
 
 
-def _giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Generalised IoU of broadcasting boxes ``a [..., 4]``, ``b [..., 4]`` (see below)."""
+def matched_giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU of matched boxes ``a [..., 4]``, ``b [..., 4]`` (they broadcast), unchecked:
+    ``a[i]`` against ``b[i]``, as :func:`~course_utils.detection.losses.giou_loss` needs, or every
+    pair with ``a[:, None]`` and ``b[None]``, as :func:`generalized_box_iou` does (see there)."""
     inter, union = _inter_union(a, b)
     enclosing_w = torch.maximum(a[..., 2], b[..., 2]) - torch.minimum(a[..., 0], b[..., 0])
     enclosing_h = torch.maximum(a[..., 3], b[..., 3]) - torch.minimum(a[..., 1], b[..., 1])
@@ -161,7 +167,7 @@ def generalized_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     _check_nms_boxes(a, "a")
     _check_nms_boxes(b, "b")
-    return _giou(a[:, None], b[None, :])
+    return matched_giou(a[:, None], b[None, :])
 
 
 def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -356,8 +362,8 @@ def encode_boxes(
     boxes. Equals torchvision's ``BoxCoder(weights).encode_single(gt, anchors)``; Faster R-CNN's
     second stage uses ``weights=(10, 10, 5, 5)`` to scale the targets to about unit variance.
     """
-    _check_boxes(anchors, "anchors")
-    _check_boxes(gt, "gt")
+    check_boxes(anchors, "anchors")
+    check_boxes(gt, "gt")
     wx, wy, ww, wh = weights
     ax, ay, aw, ah = _centre_size(anchors)
     gx, gy, gw, gh = _centre_size(gt)
@@ -383,7 +389,7 @@ def decode_boxes(
     cannot overflow ``exp``. Equals torchvision's ``BoxCoder(weights).decode_single(deltas,
     anchors)``.
     """
-    _check_boxes(anchors, "anchors")
+    check_boxes(anchors, "anchors")
     if deltas.shape[-1] != 4:
         raise ValueError(f"expected deltas [..., 4], got {tuple(deltas.shape)}")
     anchors = anchors.to(deltas.dtype)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import PyramidBackbone
-from .boxes import _check_boxes, clip_boxes
+from .boxes import check_boxes, clip_boxes
 
 __all__ = [
     "CenterNetHead",
@@ -79,7 +79,7 @@ def centernet_heatmap(
     in TTFNet); where bumps of one class overlap, the maximum wins. Built as ``[K, H, W]`` by
     broadcasting, then reduced per class with ``scatter_reduce``: no loop over objects.
     """
-    _check_boxes(boxes)
+    check_boxes(boxes)
     height, width = output_size
     heat = torch.zeros(num_classes, height, width, device=boxes.device)
     if len(boxes) == 0:

@@ -15,28 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import DigitScenes, detection_collate
+from ..data import detection_collate, digit_scenes
 from ..train import History, fit_one_cycle
 from .metrics import mean_average_precision
 
+# digit_scenes lives with the scenes in course_utils.data; it is re-exported here, where lesson 03
+# first uses it.
 __all__ = ["digit_scenes", "detection_step", "train_detector", "detect", "evaluate_detector"]
-
-
-def digit_scenes(
-    num_scenes: int, split: str = "train", keys: Sequence[str] = ("boxes", "labels"), **scene_kwargs
-) -> list[tuple]:
-    """``num_scenes`` :class:`~course_utils.data.DigitScenes`, generated once and kept in memory
-    as ``(image [3, S, S], {"boxes" [K, 4], "labels" [K]})`` pairs.
-
-    Drawing a scene costs about as much as a training step on it: generating them once instead of
-    once per epoch makes training much faster. Only the target ``keys`` a detector trains on are
-    kept (add ``"masks"`` for instance segmentation).
-    """
-    scenes = DigitScenes(num_scenes, split=split, **scene_kwargs)
-    return [
-        (image, {k: target[k] for k in keys})
-        for image, target in (scenes[i] for i in range(num_scenes))
-    ]
 
 
 def detection_step(model: nn.Module, batch, device: torch.device) -> torch.Tensor:
@@ -68,9 +53,13 @@ def train_detector(
     """
     shuffle = torch.Generator().manual_seed(0)
     loader = DataLoader(
-        scenes, batch_size, shuffle=True, drop_last=True, collate_fn=detection_collate,
+        scenes,
+        batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=detection_collate,
         generator=shuffle,
-    )  # fmt: skip
+    )
     return fit_one_cycle(
         model,
         loader,
@@ -90,16 +79,24 @@ def train_detector(
 def detect(
     model: nn.Module, scenes: Sequence[tuple], batch_size: int = 50
 ) -> tuple[list[dict], list[dict]]:
-    """Run ``model`` (switched to ``eval()``) over ``scenes``: ``(predictions, targets)``, one
-    dict per scene, on the CPU, ready for :func:`~course_utils.detection.metrics.mean_average_precision`."""
-    model.eval()
+    """Run ``model`` in ``eval()`` mode over ``scenes``: ``(predictions, targets)``, one dict per
+    scene, on the CPU, ready for :func:`~course_utils.detection.metrics.mean_average_precision`.
+
+    The model is given back in the mode it came in: evaluating in the middle of a training loop
+    must not leave its batch norms frozen for the steps that follow.
+    """
     device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
     preds, targets = [], []
-    for start in range(0, len(scenes), batch_size):
-        images, batch_targets = detection_collate(scenes[start : start + batch_size])
-        for pred in model([image.to(device) for image in images]):
-            preds.append({k: v.cpu() for k, v in pred.items()})
-        targets.extend(batch_targets)
+    try:
+        for start in range(0, len(scenes), batch_size):
+            images, batch_targets = detection_collate(scenes[start : start + batch_size])
+            for pred in model([image.to(device) for image in images]):
+                preds.append({k: v.cpu() for k, v in pred.items()})
+            targets.extend(batch_targets)
+    finally:
+        model.train(was_training)
     return preds, targets
 
 

@@ -4,7 +4,9 @@ A one-stage detector scores ~100,000 anchors or locations per image, of which a 
 object. With plain cross-entropy the many *easy* background examples, each with a small loss, add
 up to dominate the gradient. The focal loss (Lin et al., 2017, RetinaNet) multiplies each term by
 ``(1 - p_t) ** gamma``: about 1 for a badly classified example, about 0 for one already right, so
-training concentrates on the hard ones.
+training concentrates on the hard ones. Segmentation has the same imbalance (most pixels are
+easy background): :class:`~course_utils.segmentation.FocalLossSegmentation` is the softmax focal
+loss here, per pixel.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .boxes import _check_boxes, _giou
+from .boxes import check_boxes, matched_giou
 
-__all__ = ["sigmoid_focal_loss", "FocalLoss", "giou_loss"]
+__all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "FocalLoss", "giou_loss"]
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -70,17 +72,82 @@ def sigmoid_focal_loss(
     return _reduce(loss, reduction)
 
 
-class FocalLoss(nn.Module):
-    """Multi-class focal loss on softmax probabilities.
+def softmax_focal_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: Sequence[float] | torch.Tensor | None = None,
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Multi-class focal loss on softmax probabilities, one class per example.
 
-    ``logits [N, C]`` (or ``[N, C, d1, ...]`` for dense predictions), ``targets [N]`` (or
-    ``[N, d1, ...]``) int64 class indices -> ``-alpha[y] * (1 - p_y) ** gamma * log(p_y)``.
+    ``logits [N, C]`` (or ``[N, C, d1, ...]`` for dense predictions, e.g. ``[B, K, H, W]`` for a
+    segmentation), ``targets [N]`` (or ``[N, d1, ...]``) integer class indices. Per example:
+
+        ``FL = -alpha[y] * (1 - p_y) ** gamma * log(p_y)``
 
     ``alpha``: ``None`` (every class weighs 1) or one weight per class, ``[C]``. Which class is
     the background is *your* choice: give it a small weight explicitly, e.g.
     ``alpha = [0.25, 1, 1, ...]`` when class 0 is the background -- nothing here assumes it.
-    ``gamma = 0`` and ``alpha = None`` give ``F.cross_entropy``. ``"mean"`` is the plain mean
-    over examples (not divided by the sum of the weights as ``cross_entropy(weight=...)`` is).
+    Examples whose target is ``ignore_index`` (e.g. 255 on object borders) count nowhere: not
+    in the loss, not in the mean, and their logits get no gradient.
+
+    ``reduction``: ``"none"`` gives the loss of every example, shaped like ``targets`` (0 at
+    ignored ones); ``"mean"`` is the plain mean over the counted examples (not divided by the
+    sum of the weights as ``cross_entropy(weight=...)`` is), and 0 when none counts (where
+    ``cross_entropy`` gives NaN); ``"sum"`` sums them. ``gamma = 0`` and ``alpha = None`` give
+    ``F.cross_entropy(..., ignore_index=...)``.
+    """
+    _check_reduction(reduction)
+    if (
+        logits.ndim < 2
+        or not logits.is_floating_point()
+        or targets.shape != logits.shape[:1] + logits.shape[2:]
+        or targets.is_floating_point()
+    ):
+        raise ValueError(
+            f"expected float logits [N, C, ...] and integer class indices [N, ...], got "
+            f"{logits.dtype} {tuple(logits.shape)} and {targets.dtype} {tuple(targets.shape)}"
+        )
+    num_classes = logits.shape[1]
+    if alpha is not None:
+        alpha = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
+        if alpha.shape != (num_classes,):
+            raise ValueError(f"alpha has {alpha.numel()} weights for {num_classes} classes")
+    valid = torch.ones_like(targets, dtype=torch.bool)  # which examples count
+    if ignore_index is not None:
+        valid = targets != ignore_index
+    labels = targets[valid].long()  # [P]: gather and indexing need int64
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"targets must be class indices in [0, {num_classes}) outside ignore_index="
+            f"{ignore_index}, got values in [{labels.min().item()}, {labels.max().item()}]"
+        )
+    # The counted examples only, as [P, C] logits (classes last): an ignored label never
+    # indexes anything and an ignored example's logits never enter the graph.
+    log_p = logits.movedim(1, -1)[valid].log_softmax(dim=1)
+    # gather picks the log-probability of the true class; unsqueeze/squeeze on dim 1 only,
+    # so that a batch of one example keeps its batch dimension.
+    log_p = log_p.gather(1, labels.unsqueeze(1)).squeeze(1)
+    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    if alpha is not None:
+        loss = alpha[labels] * loss
+    if reduction == "none":
+        per_example = loss.new_zeros(targets.shape)
+        per_example[valid] = loss
+        return per_example
+    if reduction == "mean" and not len(loss):
+        return loss.sum()  # nothing counts: a zero that keeps the graph, not mean()'s NaN
+    return _reduce(loss, reduction)
+
+
+class FocalLoss(nn.Module):
+    """:func:`softmax_focal_loss` as a module: ``FocalLoss(alpha, gamma)(logits, targets)``.
+
+    ``logits [N, C]`` (or ``[N, C, d1, ...]``), ``targets [N]`` (or ``[N, d1, ...]``) int64 class
+    indices -> ``-alpha[y] * (1 - p_y) ** gamma * log(p_y)``, reduced by ``reduction``;
+    ``alpha`` ([C] or ``None``) and ``ignore_index`` as in :func:`softmax_focal_loss`.
     """
 
     def __init__(
@@ -88,6 +155,7 @@ class FocalLoss(nn.Module):
         alpha: Sequence[float] | torch.Tensor | None = None,
         gamma: float = 2.0,
         reduction: str = "mean",
+        ignore_index: int | None = None,
     ):
         super().__init__()
         _check_reduction(reduction)
@@ -95,6 +163,7 @@ class FocalLoss(nn.Module):
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = gamma
         self.reduction = reduction
+        self.ignore_index = ignore_index
         # A buffer, so that .to(device) moves it along with the model.
         alpha_t = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
         if alpha_t is not None and alpha_t.ndim != 1:
@@ -102,24 +171,9 @@ class FocalLoss(nn.Module):
         self.register_buffer("alpha", alpha_t)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if logits.ndim < 2 or targets.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(
-                f"expected logits [N, C, ...] and class indices [N, ...], got {tuple(logits.shape)}"
-                f" and {tuple(targets.shape)}"
-            )
-        num_classes = logits.shape[1]
-        if self.alpha is not None and len(self.alpha) != num_classes:
-            raise ValueError(f"alpha has {len(self.alpha)} weights for {num_classes} classes")
-        if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
-            raise ValueError(f"targets must be class indices in [0, {num_classes})")
-        targets = targets.long()  # gather and indexing need int64
-        # gather picks the log-probability of the true class; unsqueeze/squeeze on dim 1 only,
-        # so that a batch of one sample keeps its batch dimension.
-        log_p = F.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
-        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
-        if self.alpha is not None:
-            loss = self.alpha.to(loss.dtype)[targets] * loss
-        return _reduce(loss, self.reduction)
+        return softmax_focal_loss(
+            logits, targets, self.alpha, self.gamma, self.ignore_index, self.reduction
+        )
 
 
 def giou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "none") -> torch.Tensor:
@@ -133,6 +187,6 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "none")
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must match")
     # The check only reads the values: gradients still flow through pred.
-    _check_boxes(pred.detach(), "pred")
-    _check_boxes(target, "target")
-    return _reduce(1 - _giou(pred, target), reduction)
+    check_boxes(pred.detach(), "pred")
+    check_boxes(target, "target")
+    return _reduce(1 - matched_giou(pred, target), reduction)

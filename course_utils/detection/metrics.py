@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .boxes import _check_boxes, box_iou
+from .boxes import box_iou, check_boxes
 
 __all__ = [
     "COCO_IOU_THRESHOLDS",
@@ -78,7 +78,7 @@ def _prepare(
                 raise ValueError(f"{kind}[{i}] lacks {missing}: expected keys {keys}")
             where = f"{kind}[{i}]['{geometry}']"
             if geometry == "boxes":
-                _check_boxes(d["boxes"], where)
+                check_boxes(d["boxes"], where)
             if any(len(d[k]) != len(d[geometry]) for k in keys):
                 raise ValueError(f"{kind}[{i}]: {keys} must all have one entry per object")
         prepared[kind] = [{k: d[k].detach().cpu() for k in keys} for d in images]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from .boxes import _check_boxes, box_area, clip_boxes, decode_boxes, nms
+from .boxes import box_area, check_boxes, clip_boxes, decode_boxes, nms
 from .one_stage import flatten_levels, multilevel_anchors, select_detections
 
 __all__ = [
@@ -134,7 +134,7 @@ def assign_fpn_levels(
     torchvision's ``LevelMapper`` (with its ``1e-6`` that keeps exact powers of two from
     rounding down).
     """
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     size = box_area(boxes).sqrt()
     k = torch.floor(canonical_level + torch.log2(size / canonical_size) + 1e-6)
     return k.clamp(min_level, max_level).to(torch.int64)

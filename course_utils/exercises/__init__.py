@@ -19,9 +19,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..runtime import cache_dir
+from ..runtime import cache_dir, write_atomically
 
-__all__ = ["CheckResult", "as_tensor", "catalogue", "exercise", "progress", "progress_by_lesson"]
+__all__ = [
+    "CheckResult",
+    "as_tensor",
+    "catalogue",
+    "close",
+    "exercise",
+    "progress",
+    "progress_by_lesson",
+]
 
 
 @dataclass
@@ -53,7 +61,7 @@ def _progress_file():
 def _record(result: CheckResult) -> None:
     done = progress()
     done[result.exercise] = {"status": result.status, "time": time.time()}
-    _progress_file().write_text(json.dumps(done, indent=1, sort_keys=True))
+    write_atomically(_progress_file(), json.dumps(done, indent=1, sort_keys=True).encode())
 
 
 def exercise(name: str) -> Callable[[Callable[..., None]], Callable[..., CheckResult]]:
@@ -86,10 +94,14 @@ def exercise(name: str) -> Callable[[Callable[..., None]], Callable[..., CheckRe
 def progress() -> dict[str, dict]:
     """What has been checked so far: ``{exercise name: {"status": ..., "time": ...}}``."""
     path = _progress_file()
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:  # a half-written file must never break a lesson
+    if not path.exists():
         return {}
+    try:  # written atomically by _record: only an outside edit can break it
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"the exercise record {path} is not valid JSON ({err}); delete it to start a new one"
+        ) from None
 
 
 def catalogue() -> dict[str, str]:
@@ -121,6 +133,18 @@ def progress_by_lesson() -> dict[str, dict[str, int]]:
         row[done[name]["status"] if name in done else "not checked"] += 1
         row["total"] += 1
     return table
+
+
+def close(answer, expected, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """Whether the learner's ``answer`` is a tensor of ``expected``'s shape with the same values,
+    up to float32 rounding (compared in float64, so the tolerance is not eaten by the cast)."""
+    import torch
+
+    return (
+        isinstance(answer, torch.Tensor)
+        and answer.shape == expected.shape
+        and torch.allclose(answer.double(), expected.double(), rtol=rtol, atol=atol)
+    )
 
 
 def as_tensor(out, what: str):

@@ -173,10 +173,12 @@ def check_detect_and_filter(detect_and_filter) -> None:
                 "filter with scores > confidence_threshold"
             )
             if not any(
-                len(boxes) == len(b) and torch.allclose(boxes, b) and torch.equal(labels, lab)
+                len(boxes) == len(b)
+                and torch.allclose(boxes, b)
+                and torch.equal(labels, lab)
                 and torch.allclose(scores, s)
                 for b, s, lab in answers
-            ):  # fmt: skip
+            ):
                 raise AssertionError(
                     f"kept {len(boxes)} detections, expected {len(answers[0][0])} (class-aware "
                     f"NMS) or {len(answers[1][0])} (NMS over all classes): keep scores > "

@@ -97,9 +97,13 @@ def check_split_panoptic(split_panoptic) -> None:
     masks[0, :4, :4] = masks[1, 6:, 6:] = masks[2, :3, 8:] = True
     for divisor in (1000, 256):
         ids = panoptic_fusion(
-            semantic, masks, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 1, 1]),
-            thing_classes=[1], label_divisor=divisor,
-        )  # fmt: skip
+            semantic,
+            masks,
+            torch.tensor([0.9, 0.8, 0.7]),
+            torch.tensor([1, 1, 1]),
+            thing_classes=[1],
+            label_divisor=divisor,
+        )
         out = split_panoptic(ids, divisor)
         assert isinstance(out, tuple) and len(out) == 2, "return a tuple (classes, instances)"
         classes, instances = out

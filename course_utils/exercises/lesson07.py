@@ -11,11 +11,7 @@ import math
 import torch
 
 from ..diffusion import NoiseSchedule, ddim_step, ddpm_step, q_sample
-from . import as_tensor, exercise
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
-    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol)
+from . import as_tensor, close, exercise
 
 
 def _schedules() -> list[NoiseSchedule]:
@@ -53,26 +49,26 @@ def check_q_sample(my_q_sample) -> None:
             "alphas_cumprod with t and reshape the [B] values to [B, 1, 1, 1] so that they scale "
             "each image"
         )
-        if _close(out, expected):
+        if close(out, expected):
             continue
         a_bar = schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
         alpha = schedule.alphas[t].view(-1, 1, 1, 1)
-        if _close(out, alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise):
+        if close(out, alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise):
             raise AssertionError(
                 "you used alphas (one step's α_t) instead of alphas_cumprod (ᾱ_t = α_0 ... α_t): "
                 "jumping from x_0 straight to x_t needs the product of all the steps"
             )
-        if _close(out, a_bar * x0 + (1 - a_bar) * noise):
+        if close(out, a_bar * x0 + (1 - a_bar) * noise):
             raise AssertionError(
                 "forgot the square roots: ᾱ_t and 1 - ᾱ_t are *variances*; the image is scaled by "
                 "sqrt(ᾱ_t) and the noise by sqrt(1 - ᾱ_t)"
             )
-        if _close(out, (1 - a_bar).sqrt() * x0 + a_bar.sqrt() * noise):
+        if close(out, (1 - a_bar).sqrt() * x0 + a_bar.sqrt() * noise):
             raise AssertionError(
                 "the two factors are swapped: the image gets sqrt(ᾱ_t) (almost 1 at t = 0) and the "
                 "noise sqrt(1 - ᾱ_t)"
             )
-        if _close(out, a_bar.sqrt() * x0 + (1 - a_bar.sqrt()) * noise):
+        if close(out, a_bar.sqrt() * x0 + (1 - a_bar.sqrt()) * noise):
             raise AssertionError(
                 "the noise factor must be sqrt(1 - ᾱ_t), not 1 - sqrt(ᾱ_t): the variances, not "
                 "the scales, add up to 1"
@@ -119,7 +115,7 @@ def check_cosine_betas(my_cosine_betas) -> None:
         assert len(out) == T, (
             f"my_cosine_betas({T}) should give {T} values (t = 0 ... T-1), got {len(out)}"
         )
-        if _close(out, expected, 1e-5):
+        if close(out, expected, 1e-5):
             continue
         variants = _cosine_variants(T)
         if not torch.isfinite(out).all() or out.max() > 0.9995:
@@ -127,19 +123,19 @@ def check_cosine_betas(my_cosine_betas) -> None:
                 f"my_cosine_betas({T}) has β = {out.max():.6g}: the formula gives β_{{T-1}} = 1 "
                 "(ᾱ(1) = 0, all signal gone in one step, and 1/sqrt(ᾱ) blows up); clip β at 0.999"
             )
-        if _close(out, variants["no clip"], 1e-5):
+        if close(out, variants["no clip"], 1e-5):
             raise AssertionError("clip β at 0.999 (min(β, 0.999))")
-        if _close(out, variants["no offset"], 1e-5):
+        if close(out, variants["no offset"], 1e-5):
             raise AssertionError(
                 "the offset s = 0.008 is missing: ᾱ(s) = cos²((s + 0.008) / 1.008 · π/2). Without "
                 "it β_0 is tiny (~2e-6 for T = 1000) and the first steps add almost no noise"
             )
-        if abs(out[0]) < 1e-12 or _close(out, variants["one behind"], 1e-5):
+        if abs(out[0]) < 1e-12 or close(out, variants["one behind"], 1e-5):
             raise AssertionError(
                 "off by one: β_0 comes out as 0 because you set ᾱ_0 = 1. Timestep t = 0 is already "
                 "the first noising step: β_t = 1 - ᾱ((t+1)/T) / ᾱ(t/T) for t = 0 ... T-1"
             )
-        if _close(out, variants["T - 1"], 1e-5):
+        if close(out, variants["T - 1"], 1e-5):
             raise AssertionError(
                 "divide by T, not T - 1: the schedule runs over s = t / T in [0, 1]"
             )
@@ -207,13 +203,13 @@ def check_posterior(my_posterior) -> None:
                 f"{what}: the mean should have x_t's shape {list(x_t.shape)}, got "
                 f"{list(mean.shape)}"
             )
-            if not _close(mean, exp_mean):
+            if not close(mean, exp_mean):
                 alpha = schedule.alphas[t].double()
                 a_prev = schedule.alphas_cumprod[t - 1].double() if t > 0 else torch.tensor(1.0)
                 swapped = (a_bar.sqrt() * beta * x0 + alpha.sqrt() * (1 - a_prev) * x_t) / (
                     1 - a_bar
                 )
-                if t > 0 and _close(mean, swapped):
+                if t > 0 and close(mean, swapped):
                     raise AssertionError(
                         "the x_0 coefficient needs sqrt(ᾱ_{t-1}), not sqrt(ᾱ_t): "
                         "μ = sqrt(ᾱ_{t-1}) β_t / (1 - ᾱ_t) · x_0 + sqrt(α_t) (1 - ᾱ_{t-1}) / "
@@ -252,25 +248,25 @@ def check_ddim_step(my_ddim_step) -> None:
         assert out.shape == expected.shape, (
             f"{what}: expected shape {list(expected.shape)}, got {list(out.shape)}"
         )
-        if _close(out, expected):
+        if close(out, expected):
             continue
         if t_prev < 0:
             wrapped = a_bar[t_prev]
             x0 = ((x_t - (1 - a_bar[t]).sqrt() * eps) / a_bar[t].sqrt()).clamp(-1, 1)
-            if _close(out, wrapped.sqrt() * x0 + (1 - wrapped).sqrt() * eps):
+            if close(out, wrapped.sqrt() * x0 + (1 - wrapped).sqrt() * eps):
                 raise AssertionError(
                     f"the final step (t_prev = {t_prev}) must land on the clean image: ᾱ_prev = 1. "
                     f"alphas_cumprod[{t_prev}] counts from the *end* of the tensor in Python "
                     "(almost 0 here), so the step went back to pure noise"
                 )
-        if _close(out, ddim_step(schedule, eps, t, t_prev, x_t, clip_sample=False)):
+        if close(out, ddim_step(schedule, eps, t, t_prev, x_t, clip_sample=False)):
             raise AssertionError(
                 "clip x̂_0 to [-1, 1] before re-noising it: at large t, dividing by sqrt(ᾱ_t) "
                 "blows every error of ε̂ up"
             )
         if t_prev >= 0:
             x0 = ((x_t - (1 - a_bar[t]).sqrt() * eps) / a_bar[t].sqrt()).clamp(-1, 1)
-            if _close(out, a_bar[t_prev].sqrt() * x0 + (1 - a_bar[t]).sqrt() * eps):
+            if close(out, a_bar[t_prev].sqrt() * x0 + (1 - a_bar[t]).sqrt() * eps):
                 raise AssertionError(
                     "re-noise with the noise level of t_prev: the ε̂ term is sqrt(1 - ᾱ_prev) ε̂, "
                     "not sqrt(1 - ᾱ_t) ε̂"

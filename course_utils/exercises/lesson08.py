@@ -9,14 +9,10 @@ import torch
 from torch import nn
 
 from ..diffusion import ClassifierGuidance, NoiseSchedule, classifier_free_guidance
-from . import as_tensor, exercise
+from . import as_tensor, close, exercise
 
 #: the scales the guidance checker tries: real guidance, 0 (unconditional), 1 (conditional)
 SCALES = (3.0, 0.0, 1.0, 7.5)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -37,26 +33,26 @@ def check_cfg(my_cfg) -> None:
         assert out.shape == expected.shape, (
             f"the guided noise must keep the shape {list(expected.shape)}, got {list(out.shape)}"
         )
-        if _close(out, expected):
+        if close(out, expected):
             continue
-        if _close(out, classifier_free_guidance(eps_cond, eps_uncond, scale)):
+        if close(out, classifier_free_guidance(eps_cond, eps_uncond, scale)):
             raise AssertionError(
                 f"at scale {scale} you get ε̂_cond + s (ε̂_uncond - ε̂_cond): the two predictions "
                 "are swapped. Start from the unconditional one and move towards (and past) the "
                 "conditional one"
             )
-        if _close(out, eps_cond + scale * (eps_cond - eps_uncond)):
+        if close(out, eps_cond + scale * (eps_cond - eps_uncond)):
             raise AssertionError(
                 "that is (1 + s) ε̂_cond - s ε̂_uncond, the convention of Ho & Salimans' paper with "
                 "w = s: there s = 0 already means conditional. The course (and diffusers) uses "
                 "s = 1 + w: s = 0 must give ε̂_uncond, s = 1 exactly ε̂_cond"
             )
-        if _close(out, scale * eps_cond) or _close(out, eps_uncond + scale * eps_cond):
+        if close(out, scale * eps_cond) or close(out, eps_uncond + scale * eps_cond):
             raise AssertionError(
                 "the scale multiplies ε̂_cond alone; it must multiply the *difference* "
                 "ε̂_cond - ε̂_uncond, the direction in which the label changes the prediction"
             )
-        if _close(out, scale * eps_uncond + (eps_cond - eps_uncond)):
+        if close(out, scale * eps_uncond + (eps_cond - eps_uncond)):
             raise AssertionError(
                 "the scale is applied to the wrong term: ε̃ = ε̂_uncond + s (ε̂_cond - ε̂_uncond)"
             )
@@ -136,9 +132,9 @@ def check_guided_eps(my_guided_eps) -> None:
             f"return one noise prediction per sample, shape {list(x.shape)}; got "
             f"{list(out.shape)} (did you return the whole doubled batch?)"
         )
-        if not _close(out, expected):
+        if not close(out, expected):
             swapped = reference_guided_eps(model, x, t, y, 1 - scale, model.null_class)
-            if scale != 1.0 and _close(out, swapped):
+            if scale != 1.0 and close(out, swapped):
                 raise AssertionError(
                     "the halves are swapped: if the labels go first in the doubled batch, the "
                     "first half of the output is ε̂_cond (eps.chunk(2) returns them in that order)"
@@ -254,24 +250,24 @@ def check_classifier_guidance(my_classifier_guidance) -> None:
         assert out.shape == eps.shape, (
             f"return the adjusted noise, shape {list(eps.shape)}, got {list(out.shape)}"
         )
-        if _close(out, expected):
+        if close(out, expected):
             continue
         root = (1 - alpha_bar) ** 0.5
-        if _close(out, eps + scale * root * grad):
+        if close(out, eps + scale * root * grad):
             raise AssertionError(
                 "wrong sign: ε̂ points *against* the score (∇ log p ≈ -ε̂ / sqrt(1 - ᾱ_t)), so "
                 "moving x_t up the classifier's log-probability means subtracting the gradient"
             )
-        if _close(out, eps - scale * (1 - alpha_bar) * grad):
+        if close(out, eps - scale * (1 - alpha_bar) * grad):
             raise AssertionError("use sqrt(1 - ᾱ_t), not 1 - ᾱ_t: the noise's standard deviation")
-        if _close(out, eps - scale * grad):
+        if close(out, eps - scale * grad):
             raise AssertionError(
                 "the factor sqrt(1 - ᾱ_t) is missing: it converts a score (a gradient of log p) "
                 "into the units of the predicted noise ε̂"
             )
-        if _close(out, eps - scale * alpha_bar**0.5 * grad):
+        if close(out, eps - scale * alpha_bar**0.5 * grad):
             raise AssertionError("sqrt(ᾱ_t) is the signal's scale; the noise's is sqrt(1 - ᾱ_t)")
-        if _close(out, eps - root * grad) and scale != 1.0:
+        if close(out, eps - root * grad) and scale != 1.0:
             raise AssertionError(
                 "the guidance scale s is missing: multiply the gradient term by it"
             )

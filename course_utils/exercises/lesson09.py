@@ -9,12 +9,7 @@ likely mistake.
 import torch
 
 from ..latent import VAE, kl_divergence
-from . import as_tensor, exercise
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5)
-
+from . import as_tensor, close, exercise
 
 # --------------------------------------------------------------------------------------------
 # 09.1 The reparameterisation trick
@@ -35,17 +30,17 @@ def check_reparameterise(my_reparameterise) -> None:
         f"z must have the mean's shape {list(mean.shape)}, got {list(z.shape)}"
     )
     expected = mean + (0.5 * logvar).exp() * eps
-    if not _close(z.detach(), expected):
-        if _close(z.detach(), mean + logvar.exp() * eps):
+    if not close(z.detach(), expected):
+        if close(z.detach(), mean + logvar.exp() * eps):
             raise AssertionError(
                 "exp(logvar) is the variance σ²; the noise is scaled by the standard deviation "
                 "σ = exp(logvar / 2)"
             )
-        if _close(z.detach(), mean + logvar * eps):
+        if close(z.detach(), mean + logvar * eps):
             raise AssertionError(
                 "logvar is log σ², not σ: the standard deviation is exp(logvar / 2)"
             )
-        if _close(z.detach(), mean):
+        if close(z.detach(), mean):
             raise AssertionError("z must include the noise: z = μ + σ ε")
         raise AssertionError(
             f"z differs from μ + exp(logvar / 2) ε (largest gap "
@@ -59,7 +54,7 @@ def check_reparameterise(my_reparameterise) -> None:
     assert (
         m.grad is not None
         and lv.grad is not None
-        and _close(lv.grad, 0.5 * (0.5 * logvar).exp() * eps)
+        and close(lv.grad, 0.5 * (0.5 * logvar).exp() * eps)
     ), "the gradient must reach both mean and logvar: that is the point of the trick"
 
 
@@ -78,7 +73,7 @@ def check_kl_per_sample(my_kl) -> None:
         logvar = torch.randn(shape, generator=g) * 0.7 - 0.5
         out = as_tensor(my_kl(mean.clone(), logvar.clone()), "kl(mean, logvar)")
         expected = kl_divergence(mean, logvar)
-        if _close(out, expected):
+        if close(out, expected):
             continue
         per_entry = 0.5 * (mean**2 + logvar.exp() - 1 - logvar)
         if out.numel() == 1 and shape[0] > 1:
@@ -91,16 +86,16 @@ def check_kl_per_sample(my_kl) -> None:
                 "sum the per-entry terms over each sample's latent entries: shape [B], not the "
                 "latent's shape"
             )
-        if _close(out, per_entry.flatten(1).mean(1)):
+        if close(out, per_entry.flatten(1).mean(1)):
             raise AssertionError(
                 "the KL of independent entries is the *sum* of their KLs, not the mean"
             )
-        if _close(out, 2 * expected):
+        if close(out, 2 * expected):
             raise AssertionError("the factor ½ is missing: ½ (μ² + σ² - 1 - log σ²)")
         sd = logvar  # the mistake: logvar read as the standard deviation
-        if _close(out, 0.5 * (mean**2 + sd**2 - 1 - (sd**2).log()).flatten(1).sum(1)):
+        if close(out, 0.5 * (mean**2 + sd**2 - 1 - (sd**2).log()).flatten(1).sum(1)):
             raise AssertionError("logvar is log σ² already: σ² = exp(logvar), log σ² = logvar")
-        if _close(out, 0.5 * (mean**2 + logvar.exp() + 1 - logvar).flatten(1).sum(1)):
+        if close(out, 0.5 * (mean**2 + logvar.exp() + 1 - logvar).flatten(1).sum(1)):
             raise AssertionError("sign of the constant: ½ (μ² + σ² - 1 - log σ²), minus 1")
         raise AssertionError(
             f"for shape {list(shape)} the result differs from the sum of ½ (μ² + σ² - 1 - log σ²) "
@@ -154,17 +149,17 @@ def check_round_trip(my_to_latent, my_to_images) -> None:
         f"to_latent must return the latent [B, {vae.latent_channels}, H/f, W/f] = "
         f"{list(expected.shape)}, got {list(z.shape)}"
     )
-    if not _close(z, expected):
-        if not _close(z, again):
+    if not close(z, expected):
+        if not close(z, again):
             raise AssertionError(
                 "to_latent gives a different answer each call: use the encoder's mean μ, not a "
                 "sample z = μ + σ ε (the diffusion model should learn the data, not the VAE's noise)"
             )
-        if _close(z, mean01 * scale):
+        if close(z, mean01 * scale):
             raise AssertionError("the VAE expects images in [-1, 1]: map x to 2 x - 1 first")
-        if _close(z, expected / scale**2):
+        if close(z, expected / scale**2):
             raise AssertionError("multiply the latents by the scale (to unit variance), not divide")
-        if _close(z, expected / scale):
+        if close(z, expected / scale):
             raise AssertionError("the scale is missing: the diffusion model wants μ · scale")
         raise AssertionError("to_latent differs from scale · (mean of vae.encode(2 x - 1))")
     z = torch.randn(expected.shape, generator=g) * 2.0  # a latent "sample", values outside [-1, 1]
@@ -175,15 +170,15 @@ def check_round_trip(my_to_latent, my_to_images) -> None:
     assert out.shape == expected.shape, (
         f"to_images must return images {list(expected.shape)}, got {list(out.shape)}"
     )
-    if _close(out, expected):
+    if close(out, expected):
         return
-    if _close(out, ((vae.decode(z * scale) + 1) / 2).clamp(0, 1)):
+    if close(out, ((vae.decode(z * scale) + 1) / 2).clamp(0, 1)):
         raise AssertionError("undo the scale before decoding: decode(z / scale), not z * scale")
-    if _close(out, ((vae.decode(z) + 1) / 2).clamp(0, 1)):
+    if close(out, ((vae.decode(z) + 1) / 2).clamp(0, 1)):
         raise AssertionError("divide z by the scale before decoding: decode(z / scale)")
-    if _close(out, raw) or _close(out, raw.clamp(-1, 1)):
+    if close(out, raw) or close(out, raw.clamp(-1, 1)):
         raise AssertionError("the decoder returns [-1, 1] images: map them back with (x + 1) / 2")
-    if _close(out, (raw + 1) / 2):
+    if close(out, (raw + 1) / 2):
         raise AssertionError(
             "the decoder's output is not clipped: clamp the [0, 1] images to [0, 1]"
         )

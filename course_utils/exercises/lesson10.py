@@ -12,11 +12,7 @@ import torch
 from torch import nn
 
 from ..diffusion import FLOW_TIME_SCALE, fm_path, fm_target, sample_euler
-from . import as_tensor, exercise
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5)
+from . import as_tensor, close, exercise
 
 
 def _call(fn, *args, what: str):
@@ -47,8 +43,9 @@ def check_path_and_target(my_path_and_target) -> None:
         noise = torch.randn(shape, generator=g)
         t = torch.rand(shape[0], generator=g)
         t[0] = 0.0  # the noise end
-        out = _call(my_path_and_target, x1.clone(), noise.clone(), t.clone(),
-                    what="path_and_target")  # fmt: skip
+        out = _call(
+            my_path_and_target, x1.clone(), noise.clone(), t.clone(), what="path_and_target"
+        )
         assert isinstance(out, (tuple, list)) and len(out) == 2, (
             "return a pair (x_t, v): the point on the path and the target velocity"
         )
@@ -58,13 +55,13 @@ def check_path_and_target(my_path_and_target) -> None:
         )
         assert v.shape == x1.shape, f"v must have x1's shape {list(shape)}, got {list(v.shape)}"
         tb = t.reshape(-1, *([1] * (len(shape) - 1)))
-        if not _close(x_t, fm_path(x1, noise, t)):
-            if _close(x_t, (1 - tb) * x1 + tb * noise):
+        if not close(x_t, fm_path(x1, noise, t)):
+            if close(x_t, (1 - tb) * x1 + tb * noise):
                 raise AssertionError(
                     "time runs the wrong way: at t = 0 the path must be pure noise and at t = 1 "
                     "the data, x_t = (1 - t) noise + t x1"
                 )
-            if _close(x_t, (1 - tb).sqrt() * noise + tb.sqrt() * x1):
+            if close(x_t, (1 - tb).sqrt() * noise + tb.sqrt() * x1):
                 raise AssertionError(
                     "that is a variance-preserving (diffusion-like) path; flow matching's straight "
                     "path mixes with (1 - t) and t themselves, no square roots"
@@ -74,13 +71,13 @@ def check_path_and_target(my_path_and_target) -> None:
                 f"{(x_t.double() - fm_path(x1, noise, t)).abs().max():.3g}); each sample uses "
                 "its own t"
             )
-        if not _close(v, fm_target(x1, noise)):
-            if _close(v, noise - x1):
+        if not close(v, fm_target(x1, noise)):
+            if close(v, noise - x1):
                 raise AssertionError(
                     "wrong sign: the velocity is d x_t / dt = x1 - noise (towards the data); "
                     "noise - x1 is diffusers' convention, with time reversed"
                 )
-            if _close(v, tb * x1 - (1 - tb) * noise) or _close(v, x1 - tb * noise):
+            if close(v, tb * x1 - (1 - tb) * noise) or close(v, x1 - tb * noise):
                 raise AssertionError(
                     "the target velocity does not depend on t: differentiate (1 - t) noise + t x1"
                 )
@@ -133,7 +130,7 @@ def check_euler(my_euler) -> None:
         assert out.shape == x0.shape, (
             f"return the final state, shape {list(shape)}, got {list(out.shape)}"
         )
-        if _close(out, expected):
+        if close(out, expected):
             assert len(times) == num_steps, (
                 f"{num_steps} steps need {num_steps} velocity calls, you made {len(times)}"
             )
@@ -143,12 +140,12 @@ def check_euler(my_euler) -> None:
                 f"with num_steps={num_steps} Euler calls the velocity once per step, "
                 f"{num_steps} times; your function called it {len(times)} times"
             )
-        if _close(out, reference_euler(_field, x0, num_steps, start_time=1)):
+        if close(out, reference_euler(_field, x0, num_steps, start_time=1)):
             raise AssertionError(
                 "you evaluate the velocity at the end of each step (t + h); Euler uses the "
                 "start, t = i / num_steps for i = 0 ... num_steps - 1"
             )
-        if num_steps > 1 and _close(out, reference_euler(_field, x0, num_steps - 1)):
+        if num_steps > 1 and close(out, reference_euler(_field, x0, num_steps - 1)):
             raise AssertionError("one step too few: the steps must cover [0, 1] exactly")
         if any(t > 1 for t in times):
             raise AssertionError(
@@ -196,21 +193,21 @@ def check_heun_step(my_heun_step) -> None:
             f"return the new state, shape {list(shape)}, got {list(out.shape)}"
         )
         expected = reference_heun_step(_field, x, t, h)
-        if _close(out, expected):
+        if close(out, expected):
             continue
         v = _field(x, t)
-        if _close(out, x + h * v):
+        if close(out, x + h * v):
             raise AssertionError("that is an Euler step: also evaluate v at the Euler prediction")
-        if _close(out, x + h * _field(x + h / 2 * v, t + h / 2)):
+        if close(out, x + h * _field(x + h / 2 * v, t + h / 2)):
             raise AssertionError(
                 "that is the midpoint method (also second order); Heun averages the slopes at both "
                 "ends: x + h/2 (v(x, t) + v(x + h v(x, t), t + h))"
             )
-        if _close(out, x + h / 2 * (v + _field(x + h * v, t))):
+        if close(out, x + h / 2 * (v + _field(x + h * v, t))):
             raise AssertionError("evaluate the second slope at time t + h, not t")
-        if _close(out, x + h * (v + _field(x + h * v, t + h))):
+        if close(out, x + h * (v + _field(x + h * v, t + h))):
             raise AssertionError("average the two slopes: multiply their sum by h / 2, not h")
-        if _close(out, x + h / 2 * (v + _field(x, t + h))):
+        if close(out, x + h / 2 * (v + _field(x, t + h))):
             raise AssertionError(
                 "evaluate the second slope at the Euler prediction x + h v(x, t), not at x"
             )
@@ -253,8 +250,8 @@ def check_eps_to_velocity(my_eps_to_velocity) -> None:
     one = torch.ones_like(t)
     out = as_tensor(my_eps_to_velocity(eps, x, t, 1 - t, one, -one), "eps_to_velocity(...)")
     assert out.shape == x.shape, f"return one velocity per sample, shape {list(shape)}"
-    if not _close(out, fm_target(x1, eps)):
-        if _close(out, eps - x1):
+    if not close(out, fm_target(x1, eps)):
+        if close(out, eps - x1):
             raise AssertionError("wrong sign: the velocity points from the noise to the data")
         raise AssertionError(
             "on the straight path (alpha = t, sigma = 1 - t, d_alpha = 1, d_sigma = -1) with the "
@@ -269,15 +266,15 @@ def check_eps_to_velocity(my_eps_to_velocity) -> None:
     args = (eps_hat, x, alpha, sigma, d_alpha, d_sigma)
     out = as_tensor(my_eps_to_velocity(*(a.clone() for a in args)), "eps_to_velocity(...)")
     expected = reference_eps_to_velocity(*args)
-    if _close(out, expected):
+    if close(out, expected):
         return
-    if _close(out, d_alpha * (x - sigma * eps_hat) + d_sigma * eps_hat):
+    if close(out, d_alpha * (x - sigma * eps_hat) + d_sigma * eps_hat):
         raise AssertionError("x̂1 = (x - sigma eps) / alpha: the division by alpha is missing")
-    if _close(out, d_alpha * x + d_sigma * eps_hat):
+    if close(out, d_alpha * x + d_sigma * eps_hat):
         raise AssertionError(
             "use the predicted clean image x̂1 = (x - sigma eps) / alpha, not x itself"
         )
-    if _close(out, d_sigma * (x - sigma * eps_hat) / alpha + d_alpha * eps_hat):
+    if close(out, d_sigma * (x - sigma * eps_hat) / alpha + d_alpha * eps_hat):
         raise AssertionError("d_alpha multiplies x̂1 and d_sigma multiplies eps, not the reverse")
     raise AssertionError(
         f"the velocity differs from d_alpha x̂1 + d_sigma eps (largest gap "

@@ -9,15 +9,7 @@ import torch
 from torch import nn
 
 from ..diffusion import NoiseSchedule, q_sample
-from . import exercise
-
-
-def _close(a, b, tol: float = 1e-5) -> bool:
-    return (
-        isinstance(a, torch.Tensor)
-        and a.shape == b.shape
-        and torch.allclose(a.double(), b.double(), rtol=tol, atol=tol)
-    )
+from . import close, exercise
 
 
 class TinyEpsModel(nn.Module):
@@ -97,17 +89,17 @@ def check_sampling_loop(my_loop) -> None:
             f"entry of scheduler.timesteps, but it was called {len(model.seen)} times (did you "
             "call scheduler.set_timesteps(num_steps) first?)"
         )
-        if _close(out, expected, 1e-4):
+        if close(out, expected, 1e-4):
             continue
         sched = cls(**_cosine_config(), **extra)
         if name == "EulerDiscreteScheduler":
-            if _close(out, _without(TinyEpsModel(), sched, noise, y, steps, scale_input=False)):
+            if close(out, _without(TinyEpsModel(), sched, noise, y, steps, scale_input=False)):
                 raise AssertionError(
                     "EulerDiscreteScheduler: the model must see "
                     "scheduler.scale_model_input(x, t), not x itself (Euler keeps x at the "
                     "scale of σ_t; DDIM's scale_model_input does nothing, so DDIM passed)"
                 )
-            if _close(out, _without(TinyEpsModel(), sched, noise, y, steps, init_sigma=False)):
+            if close(out, _without(TinyEpsModel(), sched, noise, y, steps, init_sigma=False)):
                 raise AssertionError(
                     "EulerDiscreteScheduler: start from noise * scheduler.init_noise_sigma (it "
                     "is 1 for DDIM but σ_max-sized for Euler)"
@@ -145,12 +137,12 @@ def check_scheduler_for(my_scheduler_for) -> None:
         assert sched.config.num_train_timesteps == T, (
             f"{what}: num_train_timesteps should be {T}, got {sched.config.num_train_timesteps}"
         )
-        if _close(sched.alphas_cumprod, schedule.alphas_cumprod, 1e-6):
+        if close(sched.alphas_cumprod, schedule.alphas_cumprod, 1e-6):
             assert sched.config.prediction_type == "epsilon", (
                 "the course models predict the noise: keep prediction_type='epsilon'"
             )
             continue
-        if schedule.schedule == "cosine":
+        if schedule.beta_schedule == "cosine":
             raise AssertionError(
                 f"{what}: diffusers calls the course's cosine schedule (β clipped at 0.999) "
                 "beta_schedule='squaredcos_cap_v2'"
@@ -188,7 +180,7 @@ def check_training_pair(my_training_pair) -> None:
         assert isinstance(out, tuple) and len(out) == 2, "return a pair (x_t, target)"
         x_t, target = out
         expected_x_t = q_sample(schedule, x0, t, noise)
-        assert _close(x_t, expected_x_t, 1e-5), (
+        assert close(x_t, expected_x_t, 1e-5), (
             "x_t is wrong: scheduler.add_noise(x0, noise, t) gives √ᾱ_t x_0 + √(1-ᾱ_t) ε "
             "(note the argument order: clean images, noise, timesteps)"
         )
@@ -197,14 +189,14 @@ def check_training_pair(my_training_pair) -> None:
             "sample": x0,
             "v_prediction": sched.get_velocity(x0, noise, t),
         }[prediction_type]
-        if _close(target, expected, 1e-5):
+        if close(target, expected, 1e-5):
             continue
-        if prediction_type != "epsilon" and _close(target, noise):
+        if prediction_type != "epsilon" and close(target, noise):
             raise AssertionError(
                 f"prediction_type={prediction_type!r}: the target is not always the noise; read "
                 "scheduler.config.prediction_type and pick the matching target"
             )
-        if prediction_type == "v_prediction" and _close(target, -expected):
+        if prediction_type == "v_prediction" and close(target, -expected):
             raise AssertionError("v = √ᾱ_t ε - √(1-ᾱ_t) x_0: the sign is flipped")
         raise AssertionError(
             f"prediction_type={prediction_type!r}: wrong target (epsilon -> noise, sample -> x0, "
@@ -241,8 +233,14 @@ def check_swap(my_swap) -> None:
             f"expected a {new_class.__name__}, got {type(new).__name__}"
         )
         assert new is not old, "build a new scheduler; do not return the old one"
-        for key in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end",
-                    "prediction_type", "timestep_spacing"):  # fmt: skip
+        for key in (
+            "num_train_timesteps",
+            "beta_schedule",
+            "beta_start",
+            "beta_end",
+            "prediction_type",
+            "timestep_spacing",
+        ):
             assert new.config[key] == before[key], (
                 f"{new_class.__name__}: config[{key!r}] is {new.config[key]!r} but the model was "
                 f"trained with {before[key]!r}; build it with new_class.from_config(old.config) "
@@ -253,5 +251,5 @@ def check_swap(my_swap) -> None:
                 f"{new_class.__name__}: the override {key}={value!r} was not applied (pass it "
                 "to from_config as a keyword argument)"
             )
-        assert _close(new.alphas_cumprod, old.alphas_cumprod), "the ᾱ_t must stay the same"
+        assert close(new.alphas_cumprod, old.alphas_cumprod), "the ᾱ_t must stay the same"
     assert dict(old.config) == before, "the old scheduler's config must not change"

@@ -1,0 +1,92 @@
+"""The shipped detector (lesson 03): a CenterNet trained on the digit scenes, and its recipe.
+
+Lesson 03 calls :func:`train_detector_digits` with ``progress=True`` to retrain the shipped
+detector in front of the learner; lesson 04 reuses :data:`DIGIT_SCENES` so that its segmenters
+see the same scenes. ``python -m course_utils.zoo detector_digits`` retrains it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from ..data import digit_scenes
+from ..zoo import Entry, register
+from .centernet import CenterNet
+from .detector import evaluate_detector, train_detector
+
+__all__ = ["DIGIT_SCENES", "SCENE_CONFIG", "build_centernet_digits", "train_detector_digits"]
+
+#: The scenes of the shipped detector and segmenters: ``DigitScenes(**DIGIT_SCENES)``.
+DIGIT_SCENES = {"image_size": 96, "digit_size": [16, 32], "max_digits": 4, "seed": 0}
+
+
+def train_detector_digits(
+    model: nn.Module,
+    *,
+    scenes: dict,
+    train_scenes: int,
+    test_scenes: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train a detector on ``train_scenes`` digit scenes (``DigitScenes(**scenes)``) and measure
+    its COCO mAP on ``test_scenes`` held-out scenes, whose handwriting it has never seen.
+
+    Returns ``{"metric": "map_50", "value": ..., "map": ...}`` (``map``: the 0.5:0.95 average).
+    """
+    train = digit_scenes(train_scenes, "train", **scenes)
+    train_detector(
+        model,
+        train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    scores = evaluate_detector(model, digit_scenes(test_scenes, "test", **scenes))
+    return {"metric": "map_50", "value": scores["map_50"], "map": scores["map"]}
+
+
+def build_centernet_digits() -> nn.Module:
+    """The shipped detector's architecture: a CenterNet for the 10 digits (labels 1-10)."""
+    return CenterNet(num_classes=10)
+
+
+_RECIPE = {
+    "scenes": DIGIT_SCENES,
+    "train_scenes": 1600,
+    "test_scenes": 200,
+    "epochs": 20,
+    "lr": 3e-3,
+    "batch_size": 32,
+}
+#: What the detector's inputs and outputs mean; the segmenters of lesson 04 share it.
+SCENE_CONFIG = {
+    "in_channels": 3,
+    "scene_size": DIGIT_SCENES["image_size"],  # trained on 96x96 scenes; any size works
+    "input_range": [0, 1],
+    "num_classes": 10,
+    "labels": "digit + 1 (0 is the background)",
+}
+register(
+    Entry(
+        name="detector_digits",
+        build=build_centernet_digits,
+        train=functools.partial(train_detector_digits, **_RECIPE),
+        recipe={
+            "model": "CenterNet(num_classes=10): PyramidBackbone + CenterNetHead, stride 4",
+            "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10",
+            "threads": 1,
+        }
+        | _RECIPE,
+        description="CenterNet detector of the 10 digits in 96x96 digit scenes (lesson 03)",
+        config=SCENE_CONFIG,
+    )
+)

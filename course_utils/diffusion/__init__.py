@@ -1,0 +1,47 @@
+"""Denoising diffusion (lessons 07-11): noise schedules, the forward process, DDPM and DDIM
+sampling, guidance, a small conditional U-Net, its training, and flow matching.
+
+A diffusion model learns to undo a fixed, gradual noising of the data: it is trained to predict
+the noise ε in x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε, and samples by removing that noise step by
+step. Each file holds one part of the story, its docstring the maths:
+
+- ``schedule``: :class:`NoiseSchedule` (β_t, ᾱ_t), :func:`q_sample` (the forward process in one
+  jump), the timestep and data-range checks, :func:`draw_noise`.
+- ``steps``: one reverse step, :func:`ddpm_step` and :func:`ddim_step`; :func:`ddim_timesteps`.
+- ``samplers``: the whole loops, :func:`sample_ddpm`, :func:`sample_ddim`, :func:`ddim_invert`.
+- ``guidance``: classifier-free guidance and the guided model call every sampler makes;
+  classifier guidance with a :class:`NoisyClassifier`.
+- ``unet``: :func:`timestep_embedding`, :class:`ResBlock`, :class:`ConditionalUNet`.
+- ``training``: :func:`diffusion_loss`, conditioning dropout, :class:`EMA`, :func:`train_diffusion`.
+- ``flow``: flow matching, its loss, training and the ODE samplers :func:`sample_euler`,
+  :func:`sample_heun`.
+
+Sample quality is measured in :mod:`course_utils.quality`. Every step and sampler matches Hugging
+Face diffusers' ``DDPMScheduler`` / ``DDIMScheduler`` (default settings, "leading" timestep
+spacing) to float32 precision; the tests check it.
+"""
+
+from .flow import *  # noqa: F403
+from .flow import __all__ as _flow
+from .guidance import *  # noqa: F403
+from .guidance import __all__ as _guidance
+from .samplers import *  # noqa: F403
+from .samplers import __all__ as _samplers
+from .schedule import *  # noqa: F403
+from .schedule import __all__ as _schedule
+from .steps import *  # noqa: F403
+from .steps import __all__ as _steps
+from .training import *  # noqa: F403
+from .training import __all__ as _training
+from .unet import *  # noqa: F403
+from .unet import __all__ as _unet
+
+__all__ = [
+    *_schedule,
+    *_steps,
+    *_samplers,
+    *_guidance,
+    *_unet,
+    *_training,
+    *_flow,
+]

@@ -1,0 +1,427 @@
+"""The shipped generative models (lessons 07-11) and the autoencoder of lesson 09: their recipes.
+
+Every model is judged the same way: how often the shipped classifier ``resnet_small_digits``
+recognises the requested digit in 500 samples (50 per class), guided and unguided. Each entry's
+``config`` records what sampling must match: the noise schedule the model was trained with (for
+the diffusion models), the value range and the null class of classifier-free guidance.
+``python -m course_utils.zoo NAME`` retrains one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .. import data
+from ..latent import VAE, latent_scale, train_vae
+from ..quality import load_judge, recognition_accuracy, to01
+from ..zoo import Entry, load, register
+from .flow import sample_euler, train_flow_matching
+from .guidance import NoisyClassifier, train_noisy_classifier
+from .samplers import sample_ddim
+from .schedule import NoiseSchedule, q_sample
+from .training import train_diffusion
+from .unet import ConditionalUNet
+
+__all__ = [
+    "train_autoencoder_digits",
+    "train_diffusion_digits",
+    "train_latent_diffusion_digits",
+    "train_flow_digits",
+    "train_noisy_classifier_digits",
+]
+
+#: The schedule every shipped diffusion model was trained with (``NoiseSchedule(**...)``).
+COSINE_1000 = {"num_timesteps": 1000, "beta_schedule": "cosine"}
+
+
+def _recognised(sample: Callable, scales: dict, device) -> dict:
+    """How often ``sample(scale, wanted)`` (images in [-1, 1]) draws the requested digit, judged
+    by ``resnet_small_digits`` on 500 samples (50 per class), for each named guidance scale."""
+    judge = load_judge(device=device)
+    wanted = torch.arange(10).repeat_interleave(50)
+    scores = {
+        name: recognition_accuracy(judge, to01(sample(scale, wanted)), wanted)
+        for name, scale in scales.items()
+    }
+    return {"metric": "recognised", **scores}
+
+
+def train_autoencoder_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    beta: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train the VAE of latent diffusion (lesson 09) on the training digits; score its
+    reconstructions (from the latent means) of the 450 test digits: how often the judge
+    ``resnet_small_digits`` still recognises them, and their mean squared error in [0, 1]."""
+    x_train, x_test, _, y_test = data.digits_split(size=size)
+    train_vae(
+        model,
+        x_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        beta=beta,
+        device=device,
+        progress=progress,
+    )
+    model.eval()
+    with torch.no_grad():
+        mean, _ = model.encode(x_test.to(device) * 2 - 1)
+        recon = to01(model.decode(mean))
+    return {
+        "metric": "recognised_reconstructions",
+        "value": recognition_accuracy(load_judge(device=device), recon, y_test),
+        "mse": ((recon - x_test) ** 2).mean().item(),
+    }
+
+
+def train_diffusion_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    noise_schedule: dict,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    p_uncond: float,
+    ema_decay: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train a class-conditional diffusion model on the training digits (``data.digits_split``)
+    and keep its EMA weights; measure how often DDIM (50 steps, guidance scale 3, noise re-derived
+    from the clipped x0) produces the requested class, judged by ``resnet_small_digits`` on 500
+    samples (50 per class).
+
+    Returns ``{"metric": "recognised", "value": ..., "recognised_unguided": ...}``.
+    """
+    x_train, _, y_train, _ = data.digits_split(size=size)
+    schedule = NoiseSchedule(**noise_schedule)
+    ema, _ = train_diffusion(
+        model,
+        schedule,
+        x_train,
+        y_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        p_uncond=p_uncond,
+        ema_decay=ema_decay,
+        device=device,
+        progress=progress,
+    )
+    model.load_state_dict(ema.state_dict())  # ship the averaged weights
+
+    def ddim(scale: float, wanted: torch.Tensor) -> torch.Tensor:
+        return sample_ddim(
+            model,
+            schedule,
+            (len(wanted), 1, size, size),
+            num_steps=50,
+            y=wanted,
+            generator=torch.Generator().manual_seed(0),
+            guidance_scale=scale,
+            null_class=model.null_class,
+            use_clipped_model_output=True,
+            progress=False,
+        )
+
+    return _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device)
+
+
+def train_latent_diffusion_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    noise_schedule: dict,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    p_uncond: float,
+    ema_decay: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train a class-conditional diffusion model on the latents of ``autoencoder_digits`` (latent
+    diffusion, lesson 09): the training digits are encoded to their latent means, multiplied by
+    :func:`~course_utils.latent.latent_scale` (unit variance) and modelled by the same
+    ``ConditionalUNet`` and recipe as ``diffusion_digits``; samples are decoded and judged like
+    the pixel model's (DDIM 50, 500 samples, guidance 3 and 1).
+    """
+    x_train, _, y_train, _ = data.digits_split(size=size)
+    vae = load("autoencoder_digits", device=device)
+    scale = latent_scale(vae, x_train)
+    with torch.no_grad():
+        latents = vae.encode(x_train.to(device) * 2 - 1)[0].cpu() * scale
+    schedule = NoiseSchedule(**noise_schedule)
+    ema, _ = train_diffusion(
+        model,
+        schedule,
+        latents,
+        y_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        p_uncond=p_uncond,
+        ema_decay=ema_decay,
+        device=device,
+        progress=progress,
+    )
+    model.load_state_dict(ema.state_dict())
+
+    def ddim(guidance: float, wanted: torch.Tensor) -> torch.Tensor:
+        z = sample_ddim(
+            model,
+            schedule,
+            (len(wanted), *latents.shape[1:]),
+            num_steps=50,
+            y=wanted,
+            generator=torch.Generator().manual_seed(0),
+            guidance_scale=guidance,
+            null_class=model.null_class,
+            clip_sample=False,
+            progress=False,
+        )
+        with torch.no_grad():
+            return vae.decode(z / scale)
+
+    scores = _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device)
+    return scores | {"latent_scale": scale}
+
+
+def train_flow_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    p_uncond: float,
+    ema_decay: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train a class-conditional flow-matching model (rectified flow) on the training digits, the
+    same network and recipe as ``diffusion_digits`` with the velocity objective; keep its EMA
+    weights; measure how often 20 Euler steps produce the requested digit (500 samples) with
+    guidance scale 2 and without guidance.
+    """
+    x_train, _, y_train, _ = data.digits_split(size=size)
+    ema, _ = train_flow_matching(
+        model,
+        x_train,
+        y_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        p_uncond=p_uncond,
+        ema_decay=ema_decay,
+        device=device,
+        progress=progress,
+    )
+    model.load_state_dict(ema.state_dict())
+
+    def euler(scale: float, wanted: torch.Tensor) -> torch.Tensor:
+        return sample_euler(
+            model,
+            (len(wanted), 1, size, size),
+            num_steps=20,
+            y=wanted,
+            generator=torch.Generator().manual_seed(0),
+            guidance_scale=scale,
+            null_class=model.null_class,
+            progress=False,
+        )
+
+    return _recognised(euler, {"value": 2.0, "recognised_unguided": 1.0}, device)
+
+
+def train_noisy_classifier_digits(
+    model: nn.Module,
+    *,
+    size: int,
+    noise_schedule: dict,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train the noise-aware classifier of classifier guidance (lesson 08) on the training digits
+    noised to random timesteps, and score it on the 450 test digits, each noised at 10 random t
+    (seeded), and at two fixed noise levels.
+
+    Returns ``{"metric": "accuracy_random_t", "value": ..., "accuracy_t0": ..., "accuracy_t500":
+    ...}``.
+    """
+    x_train, x_test, y_train, y_test = data.digits_split(size=size)
+    schedule = NoiseSchedule(**noise_schedule)
+    train_noisy_classifier(
+        model,
+        schedule,
+        x_train,
+        y_train,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    x0, y = (x_test * 2 - 1).repeat(10, 1, 1, 1), y_test.repeat(10)
+    random_t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
+    scores = {}
+    with torch.no_grad():
+        for name, t in (
+            ("value", random_t),
+            ("accuracy_t0", torch.zeros_like(random_t)),
+            ("accuracy_t500", torch.full_like(random_t, 500)),
+        ):
+            x_t = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=g))
+            predicted = model(x_t.to(device), t.to(device)).argmax(1).cpu()
+            scores[name] = (predicted == y).float().mean().item()
+    return {"metric": "accuracy_random_t", **scores}
+
+
+def _vae_digits() -> nn.Module:
+    return VAE(in_channels=1, latent_channels=4, base=32, downsamples=2)
+
+
+def _unet_digits() -> nn.Module:
+    return ConditionalUNet(in_channels=1, base=32, num_classes=10)
+
+
+def _unet_latents() -> nn.Module:
+    return ConditionalUNet(in_channels=4, base=32, num_classes=10)
+
+
+def _noisy_classifier() -> nn.Module:
+    return NoisyClassifier(in_channels=1, base=32, num_classes=10)
+
+
+#: What sampling the 16x16 pixel models must match; the latent model overrides the shape.
+_PIXELS = {"in_channels": 1, "image_size": 16, "sample_range": [-1, 1], "num_classes": 10}
+_CONDITIONAL = {"null_class": 10, "guidance": "classifier-free (conditioning dropout 0.1)"}
+
+_AUTOENCODER_RECIPE = {"size": 16, "epochs": 60, "lr": 1e-3, "batch_size": 128, "beta": 1e-3}
+register(
+    Entry(
+        name="autoencoder_digits",
+        build=_vae_digits,
+        train=functools.partial(train_autoencoder_digits, **_AUTOENCODER_RECIPE),
+        recipe={
+            "model": "VAE(in_channels=1, latent_channels=4, base=32, downsamples=2): 16x16 -> 4x4x4",
+            "objective": "MSE + beta * KL per latent entry",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _AUTOENCODER_RECIPE,
+        description="VAE compressing 16x16 digits to 4x4x4 latents (lesson 09)",
+        config={"in_channels": 1, "image_size": 16, "input_range": [-1, 1], "latent": [4, 4, 4]},
+    )
+)
+
+_DIFFUSION_RECIPE = {
+    "size": 16,
+    "noise_schedule": COSINE_1000,
+    "epochs": 400,
+    "lr": 1e-3,
+    "batch_size": 128,
+    "p_uncond": 0.1,
+    "ema_decay": 0.999,
+}
+register(
+    Entry(
+        name="diffusion_digits",
+        build=_unet_digits,
+        train=functools.partial(train_diffusion_digits, **_DIFFUSION_RECIPE),
+        recipe={
+            "model": "ConditionalUNet(in_channels=1, base=32, num_classes=10), null class 10",
+            "objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _DIFFUSION_RECIPE,
+        description="Class-conditional diffusion model of the 16x16 digits (lessons 07-08)",
+        config=_PIXELS | _CONDITIONAL | {"noise_schedule": COSINE_1000},
+    )
+)
+
+#: The latents are not bounded like pixels: no clipping to a sample range.
+_LATENT_SCHEDULE = COSINE_1000 | {"sample_range": None}
+_LATENT_RECIPE = _DIFFUSION_RECIPE | {"noise_schedule": _LATENT_SCHEDULE}
+register(
+    Entry(
+        name="latent_diffusion_digits",
+        build=_unet_latents,
+        train=functools.partial(train_latent_diffusion_digits, **_LATENT_RECIPE),
+        recipe={
+            "model": "ConditionalUNet(in_channels=4, base=32, num_classes=10) on the 4x4x4 "
+            "latents of autoencoder_digits, scaled by latent_scale",
+            "objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _LATENT_RECIPE,
+        description="Class-conditional latent diffusion model of the 16x16 digits (lesson 09)",
+        config={"in_channels": 4, "image_size": 4, "sample_range": None, "num_classes": 10}
+        | _CONDITIONAL
+        | {"noise_schedule": _LATENT_SCHEDULE, "autoencoder": "autoencoder_digits"},
+    )
+)
+
+_FLOW_RECIPE = {k: v for k, v in _DIFFUSION_RECIPE.items() if k != "noise_schedule"}
+register(
+    Entry(
+        name="flow_digits",
+        build=_unet_digits,
+        train=functools.partial(train_flow_digits, **_FLOW_RECIPE),
+        recipe={
+            "model": "ConditionalUNet(in_channels=1, base=32, num_classes=10), null class 10",
+            "objective": "flow matching (straight paths, velocity x1 - noise, t ~ U[0, 1] fed as "
+            "1000 t), conditioning dropout p_uncond; EMA weights shipped",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _FLOW_RECIPE,
+        description="Class-conditional flow-matching model of the 16x16 digits (lesson 10)",
+        config=_PIXELS | _CONDITIONAL | {"time": "flow time in [0, 1], fed as 1000 t"},
+    )
+)
+
+_NOISY_CLASSIFIER_RECIPE = {
+    "size": 16,
+    "noise_schedule": COSINE_1000,
+    "epochs": 150,
+    "lr": 1e-3,
+    "batch_size": 128,
+}
+register(
+    Entry(
+        name="noisy_classifier_digits",
+        build=_noisy_classifier,
+        train=functools.partial(train_noisy_classifier_digits, **_NOISY_CLASSIFIER_RECIPE),
+        recipe={
+            "model": "NoisyClassifier(in_channels=1, base=32, num_classes=10)",
+            "objective": "cross-entropy on q_sample(x0, t), t ~ U{0..T-1}, same schedule as "
+            "diffusion_digits",
+            "optimizer": "AdamW, constant lr",
+            "threads": 1,
+        }
+        | _NOISY_CLASSIFIER_RECIPE,
+        description="Noise-aware digit classifier p(y | x_t, t) for classifier guidance (lesson 08)",
+        config=_PIXELS | {"noise_schedule": COSINE_1000},
+    )
+)

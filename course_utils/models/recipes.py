@@ -1,0 +1,200 @@
+"""The shipped digits classifiers and their recipes.
+
+``lenet5_digits``, ``minivgg_digits`` and ``resnet_small_digits`` (lessons 00 and 02, and the
+judge of the generative lessons 07-11) are trained by one function, :func:`train_digits_classifier`,
+on the fixed digits split; lesson 02 reruns the very same recipe in front of the learner.
+``resnet_source_digits`` is the source model of transfer learning (lesson 05), trained by
+:func:`train_source_digits` on coloured digits. ``python -m course_utils.zoo NAME`` retrains one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import data
+from ..train import evaluate, fit
+from ..transfer import fine_tune, resnet_blocks
+from ..zoo import Entry, register
+from .lenet import LeNet5
+from .resnet import resnet_small
+from .vgg import MiniVGG
+
+__all__ = ["train_digits_classifier", "train_source_digits"]
+
+
+def train_digits_classifier(
+    model: nn.Module,
+    *,
+    size: int,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    cosine: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    max_steps_per_epoch: int | None = None,
+) -> dict:
+    """Train a classifier on the fixed digits split (``data.digits_split``, seed 0).
+
+    Returns the held-out test accuracy, the number every digits lesson compares against, and the
+    :class:`~course_utils.train.History` (test loss and accuracy after every epoch, for curves;
+    they are only looked at, never used to pick anything). The zoo trains on the CPU (byte-identical
+    weights); a lesson reuses the very same recipe with ``device``, ``progress`` and, in FAST mode,
+    ``max_steps_per_epoch``. ``cosine=True`` lowers the learning rate from ``lr`` to 0 along a
+    cosine over all steps: the last epochs fine-tune instead of jumping around, so the final
+    weights (the ones shipped) are good ones.
+    """
+    x_train, x_test, y_train, y_test = data.digits_split(size=size)
+    shuffle = torch.Generator().manual_seed(0)  # same batches every run: byte-identical weights
+    train = DataLoader(TensorDataset(x_train, y_train), batch_size, shuffle=True, generator=shuffle)
+    test = DataLoader(TensorDataset(x_test, y_test), batch_size=256)
+    optimizer = scheduler = None  # fit's default: AdamW at a constant lr
+    if cosine:
+        model.to(device)  # the optimizer must hold the parameters where they will be trained
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        steps = epochs * min(len(train), max_steps_per_epoch or len(train))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    history = fit(
+        model,
+        train,
+        test,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=device,
+        progress=progress,
+        max_steps_per_epoch=max_steps_per_epoch,
+    )
+    accuracy = evaluate(model, test, device=device)["accuracy"]
+    return {"metric": "test_accuracy", "value": accuracy, "history": history}
+
+
+def _register(name: str, build: Callable[[], nn.Module], description: str, **recipe) -> None:
+    """Register a digits classifier trained by :func:`train_digits_classifier` with ``recipe``."""
+    size = recipe["size"]
+    register(
+        Entry(
+            name=name,
+            build=build,
+            train=functools.partial(train_digits_classifier, **recipe),
+            recipe={"data": "digits_split(seed=0): 1,347 train / 450 test", "optimizer": "AdamW"}
+            | recipe,
+            description=description,
+            config={"in_channels": 1, "image_size": size, "input_range": [0, 1], "num_classes": 10},
+        )
+    )
+
+
+def _lenet5() -> nn.Module:
+    return LeNet5(num_classes=10, in_channels=1)
+
+
+def _minivgg() -> nn.Module:
+    return MiniVGG(num_classes=10, in_channels=1, widths=(32, 64, 128))  # 3 VGG blocks + GAP
+
+
+def _resnet_small() -> nn.Module:
+    return resnet_small(num_classes=10, in_channels=1)
+
+
+_register(
+    "lenet5_digits",
+    _lenet5,
+    "LeNet-5 on the embedded digits resized to 32x32 (lessons 00 and 02)",
+    size=32,
+    epochs=40,
+    lr=3e-3,
+)
+_register(
+    "minivgg_digits",
+    _minivgg,
+    "MiniVGG (3 VGG blocks, global average pooling) on the digits resized to 16x16 (lesson 02)",
+    size=16,
+    epochs=30,
+    lr=3e-3,
+    cosine=True,
+)
+_register(
+    "resnet_small_digits",
+    _resnet_small,
+    "A small ResNet (3 stages of one basic block) on the digits resized to 16x16 (lesson 02)",
+    size=16,
+    epochs=30,
+    lr=3e-3,
+    cosine=True,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The source model of lesson 05
+# --------------------------------------------------------------------------------------------
+
+
+def train_source_digits(
+    model: nn.Module,
+    *,
+    images: dict,
+    train_images: int,
+    test_images: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Pretrain the source model of lesson 05: ``train_images`` coloured digits on plain
+    backgrounds (``data.coloured_digits(**images)``), scored on ``test_images`` held-out ones.
+
+    Returns ``{"metric": "accuracy", "value": ...}`` (source-domain test accuracy).
+    """
+    train = data.coloured_digits(train_images, "train", **images)
+    test = data.coloured_digits(test_images, "test", **images)
+    result = fine_tune(
+        model,
+        resnet_blocks(model),
+        train,
+        test,
+        strategy="full",
+        epochs=epochs,
+        lr=lr,
+        decay=1.0,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    return {"metric": "accuracy", "value": result["accuracy"]}
+
+
+def _resnet_source() -> nn.Module:
+    return resnet_small(num_classes=10, in_channels=3)
+
+
+_SOURCE_RECIPE = {
+    "images": {"size": 32, "background": "plain", "seed": 0},
+    "train_images": 4000,
+    "test_images": 500,
+    "epochs": 8,
+    "lr": 3e-3,
+    "batch_size": 32,
+}
+register(
+    Entry(
+        name="resnet_source_digits",
+        build=_resnet_source,
+        train=functools.partial(train_source_digits, **_SOURCE_RECIPE),
+        recipe={
+            "model": "resnet_small(num_classes=10, in_channels=3), widths (16, 32, 64)",
+            "optimizer": "AdamW(weight_decay=1e-4), warm-up 10 % + cosine (transfer.fine_tune)",
+            "threads": 1,
+        }
+        | _SOURCE_RECIPE,
+        description="Source model for transfer learning: coloured digits on plain backgrounds (lesson 05)",
+        config={"in_channels": 3, "image_size": 32, "input_range": [0, 1], "num_classes": 10},
+    )
+)
