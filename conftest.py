@@ -1,14 +1,17 @@
 """Repository-wide pytest hooks: time each notebook that nbval runs.
 
 nbval turns every cell into a test item; summing the durations of a notebook's items (the kernel
-start-up included) gives the notebook's run time, written to build/notebook_times.json for
-`tools/summary.py` (the one-line summary of `make test`) and `make bench`.
+start-up included) gives the notebook's run time, filed in build/notebook_times.json by
+``tools/lesson_times.py`` (read by `tools/summary.py`, the one-line summary of `make test`, and by
+`make bench`).
 """
 
-import json
-import time
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tools"))
+import lesson_times  # noqa: E402  (tools/ is a folder of scripts, not a package)
 
 _times: dict[str, float] = defaultdict(float)
 _failed: set[str] = set()
@@ -23,15 +26,5 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
-    if not _times:
-        return
-    out = Path(session.config.rootpath) / "build" / "notebook_times.json"
-    out.parent.mkdir(exist_ok=True)
-    old = json.loads(out.read_text()) if out.exists() else {}
-    for path, seconds in _times.items():
-        old[path] = {
-            "seconds": round(seconds, 1),
-            "passed": path not in _failed,
-            "when": time.time(),
-        }
-    out.write_text(json.dumps(old, indent=1, sort_keys=True))
+    if _times:
+        lesson_times.save_run_times(_times, _failed)

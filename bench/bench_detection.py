@@ -23,13 +23,22 @@ def clustered_boxes(n: int = 2000, objects: int = 50, size: float = 512.0, seed:
 def benchmarks() -> list[Case]:
     boxes, scores, labels = clustered_boxes()
     return [
-        Case("nms 2000 clustered boxes, IoU 0.5",
-             lambda: detection.nms(boxes, scores, 0.5),
-             lambda: tvops.nms(boxes, scores, 0.5), "torchvision.ops.nms"),
-        Case("batched_nms 2000 boxes, 5 classes, IoU 0.5",
-             lambda: detection.batched_nms(boxes, scores, labels, 0.5),
-             lambda: tvops.batched_nms(boxes, scores, labels, 0.5), "torchvision.ops.batched_nms"),
-        Case("box_iou 2000 x 2000",
-             lambda: detection.box_iou(boxes, boxes),
-             lambda: tvops.box_iou(boxes, boxes), "torchvision.ops.box_iou"),
-    ]  # fmt: skip
+        Case(
+            "nms 2000 clustered boxes, IoU 0.5",
+            lambda: detection.nms(boxes, scores, 0.5),
+            lambda: tvops.nms(boxes, scores, 0.5),
+            "torchvision.ops.nms",
+        ),
+        Case(
+            "batched_nms 2000 boxes, 5 classes, IoU 0.5",
+            lambda: detection.batched_nms(boxes, scores, labels, 0.5),
+            lambda: tvops.batched_nms(boxes, scores, labels, 0.5),
+            "torchvision.ops.batched_nms",
+        ),
+        Case(
+            "box_iou 2000 x 2000",
+            lambda: detection.box_iou(boxes, boxes),
+            lambda: tvops.box_iou(boxes, boxes),
+            "torchvision.ops.box_iou",
+        ),
+    ]

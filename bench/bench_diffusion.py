@@ -83,20 +83,39 @@ def benchmarks() -> list[Case]:
         )
 
     return [
-        Case("DDIM 50 steps, diffusion_digits U-Net, 64 samples", ours_ddim(unet, (64, 1, 16, 16), y64),
-             lambda: diffusers_loop(ddim, unet, (64, 1, 16, 16), 50, y64), "diffusers DDIMScheduler loop",
-             repeats=5),
-        Case("DDIM 50 steps, guidance 3, diffusion_digits U-Net, 64 samples",
-             ours_ddim(unet, (64, 1, 16, 16), y64, 3.0),
-             lambda: diffusers_loop(ddim, unet, (64, 1, 16, 16), 50, y64, 3.0),
-             "diffusers DDIMScheduler loop + CFG", repeats=5),
-        Case("DDPM 1000 steps, diffusion_digits U-Net, 8 samples", ours_ddpm(unet, (8, 1, 16, 16)),
-             lambda: diffusers_loop(ddpm, unet, (8, 1, 16, 16)), "diffusers DDPMScheduler loop",
-             repeats=3),
-        Case("DDIM 50 steps, one-conv network (sampler overhead), 8 samples",
-             ours_ddim(tiny, (8, 1, 16, 16)), lambda: diffusers_loop(ddim, tiny, (8, 1, 16, 16), 50),
-             "diffusers DDIMScheduler loop", repeats=9),
-        Case("DDPM 1000 steps, one-conv network (sampler overhead), 8 samples",
-             ours_ddpm(tiny, (8, 1, 16, 16)), lambda: diffusers_loop(ddpm, tiny, (8, 1, 16, 16)),
-             "diffusers DDPMScheduler loop", repeats=5),
-    ]  # fmt: skip
+        Case(
+            "DDIM 50 steps, diffusion_digits U-Net, 64 samples",
+            ours_ddim(unet, (64, 1, 16, 16), y64),
+            lambda: diffusers_loop(ddim, unet, (64, 1, 16, 16), 50, y64),
+            "diffusers DDIMScheduler loop",
+            rounds=5,
+        ),
+        Case(
+            "DDIM 50 steps, guidance 3, diffusion_digits U-Net, 64 samples",
+            ours_ddim(unet, (64, 1, 16, 16), y64, 3.0),
+            lambda: diffusers_loop(ddim, unet, (64, 1, 16, 16), 50, y64, 3.0),
+            "diffusers DDIMScheduler loop + CFG",
+            rounds=5,
+        ),
+        Case(
+            "DDPM 1000 steps, diffusion_digits U-Net, 8 samples",
+            ours_ddpm(unet, (8, 1, 16, 16)),
+            lambda: diffusers_loop(ddpm, unet, (8, 1, 16, 16)),
+            "diffusers DDPMScheduler loop",
+            rounds=3,
+        ),
+        Case(
+            "DDIM 50 steps, one-conv network (sampler overhead), 8 samples",
+            ours_ddim(tiny, (8, 1, 16, 16)),
+            lambda: diffusers_loop(ddim, tiny, (8, 1, 16, 16), 50),
+            "diffusers DDIMScheduler loop",
+            rounds=9,
+        ),
+        Case(
+            "DDPM 1000 steps, one-conv network (sampler overhead), 8 samples",
+            ours_ddpm(tiny, (8, 1, 16, 16)),
+            lambda: diffusers_loop(ddpm, tiny, (8, 1, 16, 16)),
+            "diffusers DDPMScheduler loop",
+            rounds=5,
+        ),
+    ]

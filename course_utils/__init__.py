@@ -1,10 +1,22 @@
 """course_utils: every implementation the course's notebooks import, each one tested.
 
-Modules, in course order: ``runtime`` (devices, FAST mode, network), ``data`` (embedded and
-online datasets), ``image`` (lesson 01), ``train`` and ``plot`` (used by every lesson),
-``zoo`` (shipped checkpoints), ``models`` (lesson 02), ``detection`` (lesson 03),
-``segmentation`` (lesson 04), ``transfer`` (lesson 05), ``features`` and ``style`` (lesson 06),
-``diffusion`` (lessons 07-08), ``exercises`` (auto-checked exercises).
+One idea per file; a topic with several ideas is a package whose ``__init__`` re-exports them.
+In course order:
+
+- ``runtime``: devices, FAST mode, network, cache (re-exported here).
+- ``data/``: the embedded digits and photos, digit scenes, a folder dataset, circles, online sets.
+- ``image/``: lesson 01 -- layouts, colour spaces, filters, preprocessing, MixUp/CutMix.
+- ``train`` and ``plot``: the training loop and the figures every lesson uses.
+- ``inputs``: the check at the door of every shipped model (input kind, range, size).
+- ``zoo``: the checkpoint store (load, info, status, ``make checkpoints``); it knows no topic.
+- ``models/``: lesson 02 -- LeNet-5 to ConvNeXt, the inspection tools, the classifiers' recipes.
+- ``detection/``: lesson 03 -- boxes, anchors, heads, losses, mAP, the detector and its recipe.
+- ``segmentation/``: lesson 04 -- metrics, losses, U-Net, FCN, DeepLab, instance and panoptic.
+- ``transfer``: lesson 05. ``features`` and ``style``: lesson 06.
+- ``diffusion/``: lessons 07-11 -- schedules, steps, samplers, guidance, the U-Net, training,
+  flow matching, and the generative models' recipes. ``latent``: lesson 09's VAE.
+- ``quality``: judging generated digits (recognition, Fréchet distance, memorisation).
+- ``distributed``: the multi-GPU appendix. ``exercises/``: the auto-checked exercises.
 """
 
 from .runtime import FAST, cache_dir, device, environment, in_colab, online, seed_everything

@@ -70,13 +70,13 @@ def _check_range(low: float, high: float, value_range: tuple[float, float], what
     if lo - TOLERANCE <= low and high <= hi + TOLERANCE:
         return
     found = f"values in [{low:.3g}, {high:.3g}]"
-    if (lo, hi) == (0, 1) and high > 2:
-        fix = "they look like 8-bit pixels in [0, 255]: divide by 255"
-    elif (lo, hi) == (0, 1) and low < 0:
+    if (lo, hi) == (0, 1) and low < 0:  # checked first: normalised images also exceed 1
         fix = (
             "negative values: ImageNet-normalised images (use image.denormalize) or samples "
             "in [-1, 1] (use quality.to01)?"
         )
+    elif (lo, hi) == (0, 1) and high > 2:
+        fix = "they look like 8-bit pixels in [0, 255]: divide by 255"
     elif (lo, hi) == (-1, 1) and high > 2:
         fix = "they look like [0, 255] pixels: x / 127.5 - 1"
     else:
@@ -84,18 +84,34 @@ def _check_range(low: float, high: float, value_range: tuple[float, float], what
     raise ValueError(f"{what} takes images in [{lo}, {hi}], got {found}; {fix}")
 
 
+def _check_steps(t: torch.Tensor, num_timesteps: int, what: str) -> None:
+    """A diffusion model's timesteps lie in [0, T) (integers, or floats from a diffusers
+    scheduler that interpolates between them)."""
+    if t.numel() and (t.min() < 0 or t.max() >= num_timesteps):
+        raise ValueError(
+            f"{what} was trained on steps t in [0, {num_timesteps}) (0-based), got "
+            f"[{t.min().item()}, {t.max().item()}]"
+        )
+
+
 def config_guard(name: str, config: Mapping):
     """A forward pre-hook for ``module.register_forward_pre_hook`` that checks each call's first
-    argument against ``config`` (its ``in_channels``, ``image_size``, ``input_range``)."""
+    argument against ``config`` (its ``in_channels``, ``image_size``, ``input_range``) and, for a
+    diffusion model (``noise_schedule``), its timesteps."""
+
+    what = f"{name} ({{}})"
+    steps = config.get("noise_schedule", {}).get("num_timesteps")
 
     def hook(module, args):
         if args and isinstance(args[0], torch.Tensor | np.ndarray):  # a list of images: no batch
             check_images(
                 args[0],
-                what=f"{name} ({type(module).__name__})",
+                what=what.format(type(module).__name__),
                 channels=config.get("in_channels"),
                 size=config.get("image_size"),
                 value_range=config.get("input_range"),
             )
+        if steps is not None and len(args) > 1 and isinstance(args[1], torch.Tensor):
+            _check_steps(args[1], steps, what.format(type(module).__name__))
 
     return hook

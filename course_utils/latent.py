@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffusion.training import seeded_loader
+from .inputs import check_images
 from .train import fit
 
 __all__ = ["VAE", "kl_divergence", "vae_loss", "train_vae", "latent_scale"]
@@ -149,6 +150,7 @@ def latent_scale(model: VAE, images: torch.Tensor) -> float:
     """1 / standard deviation of the latent means of ``images`` ([0, 1]): multiply latents by it
     before diffusion (and divide before decoding) so that they have unit variance, the scale the
     noise schedule assumes."""
+    check_images(images, what="latent_scale", value_range=(0, 1))  # it maps them to [-1, 1] itself
     was_training = model.training
     model.eval()
     try:

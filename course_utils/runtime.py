@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ __all__ = [
     "online",
     "mark_offline",
     "download_timeout",
+    "failure_reason",
     "cache_dir",
     "write_atomically",
     "in_colab",
@@ -159,6 +161,19 @@ def download_timeout(seconds: float = 15.0) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def failure_reason(err: BaseException) -> str:
+    """Why ``err`` happened, on one line and never empty, for "... failed: <reason>" messages.
+
+    Some errors carry no message at all (a bare ``TimeoutError()`` or ``RuntimeError()``), and
+    "failed: ." would leave a learner guessing: their type and repr stand in for the message.
+    urllib wraps socket errors as ``<urlopen error ...>``; the error it wraps says why.
+    """
+    if isinstance(err, urllib.error.URLError) and isinstance(err.reason, BaseException):
+        err = err.reason
+    message = " ".join(str(err).split())  # torchvision's messages span several lines
+    return message or f"{type(err).__name__} without a message ({err!r})"
 
 
 def cache_dir(*parts: str) -> Path:

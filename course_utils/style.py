@@ -39,7 +39,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import runtime
-from .data.online import failure_reason
 from .image import IMAGENET_MEAN, IMAGENET_STD, check_image
 
 __all__ = [
@@ -256,13 +255,13 @@ def _vgg19_state_dict(url: str) -> dict[str, torch.Tensor]:
     except (OSError, RuntimeError) as err:  # network errors, or a truncated or corrupted file
         if cached:
             raise WeightsUnavailable(
-                f"Reading the VGG19 weights from {file} failed: {failure_reason(err)}; delete "
+                f"Reading the VGG19 weights from {file} failed: {runtime.failure_reason(err)}; delete "
                 f"the file to download it again, or {hint}."
             ) from err
         runtime.mark_offline()  # so that the next loader does not wait on the network again
         raise WeightsUnavailable(
             f"Downloading the VGG19 weights from {url} into {folder} failed: "
-            f"{failure_reason(err)}; {hint}."
+            f"{runtime.failure_reason(err)}; {hint}."
         ) from err
 
 

@@ -75,7 +75,8 @@ class Entry:
     training ``History`` for a lesson's curves) is the caller's. ``recipe`` (JSON-serialisable)
     describes the training for humans; ``config`` is what a user of the model must match (input
     range and size, classes, noise schedule): :func:`load` hands it out as ``model.config``.
-    ``dtype="float16"`` halves the file; use ``"float32"`` where that costs quality.
+    ``dtype="float16"`` halves the file; use ``"float32"`` where that costs quality. ``needs``
+    names the shipped models its training or its metric loads (a judge, a frozen detector).
     """
 
     name: str
@@ -85,6 +86,7 @@ class Entry:
     dtype: str = "float16"
     description: str = ""
     config: dict = field(default_factory=dict)
+    needs: tuple[str, ...] = ()  # shipped models its training loads (retrained first)
 
 
 class _Registry(MutableMapping):
@@ -454,6 +456,22 @@ def status(name: str, *, root: Path = CHECKPOINT_DIR) -> str:
     return f"{metric}, {record['params']:,} params, {record['bytes'] / 1e6:.2f} MB"
 
 
+def _in_training_order(names: list[str]) -> list[str]:
+    """``names`` with every entry after the ones it ``needs`` that are retrained too."""
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name not in ordered:
+            for needed in REGISTRY[name].needs:
+                if needed in names:
+                    visit(needed)
+            ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return ordered
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m course_utils.zoo [--root DIR] [--list] [--module M] [NAME ...]``
     (``make checkpoints``)."""
@@ -480,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"unknown checkpoint(s) {', '.join(unknown)}; registered: {', '.join(sorted(REGISTRY))}"
         )
-    names = args.names or sorted(REGISTRY)
+    names = _in_training_order(args.names or sorted(REGISTRY))
     if not names:
         print("no checkpoints are registered")
     for name in names:

@@ -15,6 +15,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
 from course_utils.detection import (
+    BOX_FORMATS,
     batched_nms,
     box_area,
     box_convert,
@@ -24,7 +25,9 @@ from course_utils.detection import (
     encode_boxes,
     generalized_box_iou,
     generate_anchors,
+    giou_loss,
     match_boxes,
+    mean_average_precision,
     nms,
     soft_nms,
 )
@@ -112,10 +115,77 @@ def test_iou_properties(a, b):
     assert ((giou >= -1 - 1e-12) & (giou <= iou + 1e-12)).all()  # GIoU <= IoU, in [-1, 1]
 
 
+# Image-sized boxes, up to 600 pixels a side (areas beyond float16's 65,504), zero-area included.
+image_box = st.tuples(
+    st.floats(0, 1000), st.floats(0, 1000), st.floats(0, 600), st.floats(0, 600)
+).map(lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]])
+image_boxes = st.lists(image_box, min_size=1, max_size=12).map(torch.tensor)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    image_boxes,
+    image_boxes,
+    st.sampled_from([torch.float16, torch.bfloat16, torch.float32]),
+    st.floats(0, 1),
+    st.integers(0, 2**16),
+)
+def test_any_dtype_gives_the_float32_answer(a, b, dtype, threshold, seed):
+    # Rounded to `dtype`, the boxes are exactly representable in float32: the answer must be
+    # the float32 one for those rounded boxes, bit for bit (NaN for two zero-area boxes).
+    a, b = a.to(dtype), b.to(dtype)
+    a32, b32 = a.float(), b.float()
+    exact = {"rtol": 0, "atol": 0, "equal_nan": True}
+    torch.testing.assert_close(box_area(a), box_area(a32), **exact)
+    torch.testing.assert_close(box_iou(a, b), box_iou(a32, b32), **exact)
+    torch.testing.assert_close(generalized_box_iou(a, b), generalized_box_iou(a32, b32), **exact)
+    scores = torch.rand(len(a), generator=torch.Generator().manual_seed(seed)).to(dtype)
+    assert torch.equal(nms(a, scores, threshold), nms(a32, scores.float(), threshold))
+    idxs = torch.arange(len(a)) % 3
+    kept = batched_nms(a, scores, idxs, threshold)
+    assert torch.equal(kept, batched_nms(a32, scores.float(), idxs, threshold))
+    keep, new_scores = soft_nms(a, scores)
+    keep32, new_scores32 = soft_nms(a32, scores.float())
+    assert torch.equal(keep, keep32) and new_scores.dtype == dtype
+    torch.testing.assert_close(new_scores, new_scores32.to(dtype), **exact)
+
+
+def test_half_precision_ious_come_back_in_float32():
+    boxes = torch.tensor([[0.0, 0.0, 300.0, 300.0], [10.0, 10.0, 310.0, 310.0]])
+    for dtype in (torch.float16, torch.bfloat16):
+        # before the upcast: 300 * 300 = inf in float16, IoU inf / inf = NaN, NMS kept both
+        iou = box_iou(boxes.to(dtype), boxes.to(dtype))
+        assert iou.dtype == tvops.box_iou(boxes.to(dtype), boxes.to(dtype)).dtype == torch.float32
+        torch.testing.assert_close(iou, box_iou(boxes, boxes))
+        assert nms(boxes.to(dtype), torch.tensor([0.9, 0.8], dtype=dtype), 0.5).tolist() == [0]
+    assert box_iou(boxes.double(), boxes.double()).dtype == torch.float64  # not downcast
+
+
 def test_clip_boxes():
     boxes = torch.tensor([[-5.0, 2.0, 30.0, 50.0]])
     assert clip_boxes(boxes, (40, 20)).tolist() == [[0.0, 2.0, 20.0, 40.0]]
     assert torch.equal(clip_boxes(boxes, (40, 20)), tvops.clip_boxes_to_image(boxes, (40, 20)))
+
+
+@pytest.mark.parametrize("case", EDGE_BOXES)
+def test_clip_boxes_equals_torchvision(case):
+    boxes = EDGE_BOXES[case] * 3 - 20  # partly outside a 60 x 90 image
+    for image_size in [(60, 90), torch.Size([60, 90])]:  # a model passes images.shape[-2:]
+        expected = tvops.clip_boxes_to_image(boxes, (60, 90))
+        assert torch.equal(clip_boxes(boxes, image_size), expected)
+    # any leading dimensions, as torchvision: [B, N, K, 4] from a per-class box head
+    batch = boxes.reshape(1, -1, 1, 4).expand(2, -1, 3, -1)
+    assert torch.equal(clip_boxes(batch, (60, 90)), tvops.clip_boxes_to_image(batch, (60, 90)))
+
+
+def test_clip_boxes_accepts_inverted_boxes_as_torchvision_does():
+    # The one box function that does not reject x2 < x1: detectors clip the raw boxes they
+    # decode, and an untrained CenterNet predicts negative sizes (the checks come later).
+    inverted = torch.tensor([[30.0, 50.0, -5.0, 2.0]])
+    assert clip_boxes(inverted, (40, 20)).tolist() == [[20.0, 40.0, 0.0, 2.0]]
+    assert torch.equal(
+        clip_boxes(inverted, (40, 20)), tvops.clip_boxes_to_image(inverted, (40, 20))
+    )
 
 
 # ---------------------------------------------------------------- NMS
@@ -334,15 +404,85 @@ def test_match_boxes():
     assert match_boxes(anchors, torch.zeros(0, 4)).tolist() == [-1] * 4
 
 
+@settings(max_examples=50, deadline=None)
+@given(boxes_strategy, st.floats(-30, 30), st.floats(-30, 30))
+def test_decoded_boxes_are_never_inverted(anchors, dw, dh):
+    # Every head decodes through decode_boxes (or, like FCOS, exp of its distances): whatever
+    # the deltas, even those of an untrained head, x2 >= x1 and y2 >= y1.
+    deltas = torch.tensor([1.0, -1.0, dw, dh], dtype=anchors.dtype).expand_as(anchors)
+    boxes = decode_boxes(anchors, deltas)
+    assert ((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])).all()
+
+
 # ---------------------------------------------------------------- bad input
 
 
-def test_xywh_boxes_are_rejected_with_a_hint():
-    xywh = torch.tensor([[10.0, 10.0, 5.0, 5.0]])  # x2 < x1 read as xyxy
-    with pytest.raises(ValueError, match="xywh"):
-        box_iou(xywh, xywh)
-    with pytest.raises(ValueError, match="x2 < x1"):
-        nms(xywh, torch.ones(1), 0.5)
+def test_zero_area_boxes_work_where_torchvision_accepts_them():
+    # x2 == x1 or y2 == y1 is a legitimate box (a point, a line, a box clipped to the border)
+    flat = EDGE_BOXES["zero_area"]
+    other = random_boxes(5, seed=11)
+    torch.testing.assert_close(box_area(flat), tvops.box_area(flat))
+    for ours, theirs in [
+        (box_iou, tvops.box_iou),
+        (generalized_box_iou, tvops.generalized_box_iou),
+    ]:
+        for a, b in [(flat, flat), (flat, other)]:
+            torch.testing.assert_close(ours(a, b), theirs(a, b), equal_nan=True)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert torch.equal(nms(flat, scores, 0.5), tvops.nms(flat, scores, 0.5))
+    idxs = torch.tensor([0, 1, 0])
+    assert torch.equal(
+        batched_nms(flat, scores, idxs, 0.5), tvops.batched_nms(flat, scores, idxs, 0.5)
+    )
+    assert torch.equal(clip_boxes(flat, (2, 2)), tvops.clip_boxes_to_image(flat, (2, 2)))
+    for fmt in BOX_FORMATS:
+        assert torch.equal(box_convert(flat, "xyxy", fmt), tvops.box_convert(flat, "xyxy", fmt))
+    # the loss adds torchvision's epsilon: two identical points give 1 - 0 = 1, not NaN
+    torch.testing.assert_close(giou_loss(flat, flat), tvops.generalized_box_iou_loss(flat, flat))
+    assert torch.isfinite(giou_loss(flat, flat)).all()
+
+
+XYWH = torch.tensor([[10.0, 10.0, 5.0, 5.0]])  # 5 x 5 at (10, 10): x2 < x1 read as xyxy
+TARGET = [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([1])}]
+XYWH_CALLS = {
+    "box_area": lambda: box_area(XYWH),
+    "box_iou": lambda: box_iou(XYWH, XYWH),
+    "generalized_box_iou": lambda: generalized_box_iou(XYWH[:0], XYWH),
+    "box_convert": lambda: box_convert(XYWH, "xyxy", "cxcywh"),
+    "nms": lambda: nms(XYWH, torch.ones(1), 0.5),
+    "batched_nms": lambda: batched_nms(XYWH, torch.ones(1), torch.zeros(1), 0.5),
+    "soft_nms": lambda: soft_nms(XYWH, torch.ones(1)),
+    "encode_boxes": lambda: encode_boxes(TARGET[0]["boxes"], XYWH),
+    "decode_boxes": lambda: decode_boxes(XYWH, torch.zeros(1, 4)),
+    "match_boxes": lambda: match_boxes(XYWH, TARGET[0]["boxes"]),
+    "giou_loss": lambda: giou_loss(XYWH, XYWH),
+    "mean_average_precision": lambda: mean_average_precision(
+        [{"boxes": XYWH, "scores": torch.ones(1), "labels": torch.tensor([1])}], TARGET
+    ),
+}
+
+
+@pytest.mark.parametrize("call", XYWH_CALLS)
+def test_xywh_boxes_are_rejected_with_the_fix(call):
+    with pytest.raises(ValueError, match=r"x2 < x1.*box_convert\(boxes, 'xywh', 'xyxy'\)"):
+        XYWH_CALLS[call]()
+
+
+def bad_threshold_calls(t):
+    boxes, scores = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), torch.ones(2)
+    return [
+        lambda: nms(boxes, scores, t),
+        lambda: batched_nms(boxes, scores, torch.zeros(2), t),
+        lambda: batched_nms(boxes[:0], scores[:0], torch.zeros(0), t),  # checked without boxes
+        lambda: soft_nms(boxes, scores, method="hard", iou_threshold=t),
+    ]
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, 50, float("nan"), "0.5"])
+def test_iou_thresholds_outside_0_1_are_rejected(threshold):
+    for call in bad_threshold_calls(threshold):
+        with pytest.raises(ValueError, match=r"iou_threshold must be an IoU in \[0, 1\]"):
+            call()
 
 
 @pytest.mark.parametrize(
@@ -364,6 +504,14 @@ def test_xywh_boxes_are_rejected_with_a_hint():
         (lambda: generate_anchors((4, 4), (32, 32), scales=(-1.0,)), "positive"),
         (lambda: decode_boxes(torch.zeros(2, 4), torch.zeros(2, 3)), "deltas"),
         (lambda: match_boxes(torch.zeros(2, 4), torch.zeros(1, 4), high=0.3, low=0.5), "low"),
+        (lambda: clip_boxes([[0, 0, 1, 1]], (4, 4)), "torch.Tensor"),
+        (lambda: clip_boxes(torch.zeros(2, 5), (4, 4)), r"\[\.\.\., 4\]"),
+        (lambda: clip_boxes(torch.zeros(2, 4, dtype=torch.int64), (4, 4)), "float"),
+        (lambda: clip_boxes(torch.tensor([[0.0, 0, float("inf"), 1]]), (4, 4)), "infinite"),
+        (lambda: clip_boxes(torch.zeros(2, 4), (0, 4)), "image_size"),
+        (lambda: clip_boxes(torch.zeros(2, 4), (4,)), "image_size"),
+        (lambda: clip_boxes(torch.zeros(2, 4), "64x64"), "image_size"),
+        (lambda: clip_boxes(torch.zeros(2, 4), torch.zeros(1, 3, 4, 4).shape), "image_size"),
     ],
 )
 def test_bad_input_raises_a_clear_error(call, match):

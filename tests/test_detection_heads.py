@@ -529,3 +529,20 @@ def test_detr_learns_one_image():
 def test_head_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_centernet_decode_never_inverts_a_box():
+    from course_utils.detection.centernet import centernet_decode
+
+    g = torch.Generator().manual_seed(0)
+    outputs = {  # an untrained head: sizes of both signs
+        "heatmap": torch.randn(2, 3, 8, 8, generator=g),
+        "size": torch.randn(2, 2, 8, 8, generator=g) * 4,
+        "offset": torch.rand(2, 2, 8, 8, generator=g),
+    }
+    assert (outputs["size"] < 0).any()
+    for det in centernet_decode(outputs, stride=4, image_size=(32, 32), score_threshold=0.0):
+        boxes = det["boxes"]
+        assert (
+            len(boxes) and (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
+        )

@@ -1,9 +1,12 @@
-"""End to end: `make lab` in a real browser, as a learner uses it.
+"""End to end: `make lab` and the book in a real browser, as a learner uses them.
 
 The test starts JupyterLab with `make lab` on a free localhost port, opens two lessons in headless
 Chromium (Debian's `chromium`, driven by Playwright's Python package; Playwright downloads no
 browser), runs every cell and checks what the learner would see: every code cell ran, none raised,
-and every cell that draws a figure shows it as a decoded image. Screenshots go to `build/e2e/`.
+and every cell that draws a figure shows it as a decoded image. Then it builds the book and the
+deck of lesson 00 (`make slides` for one lesson, with the decks' offline copies of reveal.js and
+MathJax) and reads them from disk: no console error, every image decoded, the next-page link, the
+search and the deck's arrow key work. Screenshots go to `build/e2e/`.
 
 It needs Chromium and Playwright (`sudo apt-get install chromium`, `pip install playwright`; or
 `CHROMIUM=/path/to/chromium`). Without them the test is skipped, unless `COURSE_E2E_REQUIRED=1`
@@ -18,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -25,6 +29,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import slides  # noqa: E402
+
 SHOTS = ROOT / "build" / "e2e"
 # 00 is the quickest lesson; 03 draws twelve figures and is the quickest of the lessons with many
 # plots (FAST mode, build/notebook_times.json: 03 8.7 s, 02 11.1 s, 01 31.0 s).
@@ -58,9 +65,9 @@ LAB_SETTINGS = {
 }
 
 
-def unavailable(reason: str):
+def unavailable(reason: str, install: str = INSTALL):
     """Skip (or, under `make test-e2e`, fail) with the reason and how to install what is missing."""
-    message = f"{reason}. {INSTALL}"
+    message = f"{reason}. {install}"
     if os.environ.get("COURSE_E2E_REQUIRED") == "1":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -249,3 +256,117 @@ def test_lesson_runs_in_jupyterlab(chromium, lab, lesson):
     # Lab saved nothing: the notebook on disk still has no outputs (other edits may happen meanwhile).
     on_disk = json.loads(path.read_text())["cells"]
     assert not any(c.get("outputs") for c in on_disk), "Lab saved the executed lesson to disk"
+
+
+# The book's part: lesson 00 and its solutions page, so that the lesson has a next page.
+BOOK_NOTEBOOKS = ["00_start_here.ipynb", "solutions/00_start_here_solutions.ipynb"]
+BUILD_TIMEOUT_S = 300
+# JavaScript run in the book's pages and the deck.
+IMAGES_DONE = "() => [...document.images].every(img => img.complete)"
+IMAGE_WIDTHS = "() => [...document.images].map(img => img.naturalWidth)"
+SLIDE = """() => [...document.querySelectorAll(".reveal .slides > section")]
+    .findIndex(section => section.classList.contains("present"))"""
+
+
+@pytest.fixture(scope="module")
+def book_and_deck(tmp_path_factory):
+    """`make slides` for lesson 00 alone: executed once in FAST mode, written as book pages and a
+    deck. The deck uses the local reveal.js and MathJax of `make slides-offline` (fetched into
+    build/slides/vendor with npm when missing), so that nothing comes from the web."""
+    vendor = ROOT / "build" / "slides" / "vendor"
+    if not all((vendor / name / "package.json").exists() for name in slides.VENDOR):
+        npm = "`make slides-offline` unpacks them with npm, once, with a network"
+        if shutil.which("npm") is None:
+            unavailable("no npm to fetch reveal.js and MathJax for the deck", npm)
+        fetched = subprocess.run(
+            [sys.executable, "tools/slides.py", "offline"], cwd=ROOT, capture_output=True, text=True
+        )
+        if fetched.returncode:
+            unavailable(f"npm could not fetch reveal.js and MathJax: {fetched.stderr[-500:]}", npm)
+    tmp = tmp_path_factory.mktemp("book")
+    (tmp / "slides").mkdir()
+    (tmp / "slides" / "vendor").symlink_to(vendor)
+    env = os.environ | {"COURSE_OFFLINE": "1", "COURSE_CACHE": str(tmp / "cache")}
+    notebooks = [str(ROOT / "notebooks" / name) for name in BOOK_NOTEBOOKS]
+    build = subprocess.run(
+        [
+            sys.executable,
+            "tools/book.py",
+            "--out",
+            str(tmp / "html"),
+            "--slides",
+            str(tmp / "slides"),
+        ]
+        + notebooks,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+    )
+    assert build.returncode == 0, f"tools/book.py failed:\n{build.stdout}\n{build.stderr}"
+    return tmp / "html", tmp / "slides"
+
+
+def open_page(chromium, errors: list[str]):
+    """A new page whose console errors and uncaught exceptions are collected in ``errors``."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+def images_decoded(page) -> list[int]:
+    """The naturalWidth of every image once all have loaded (0: a broken image)."""
+    page.wait_for_function(IMAGES_DONE, timeout=30_000)
+    return page.evaluate(IMAGE_WIDTHS)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_book_and_deck_in_the_browser(chromium, book_and_deck):
+    html, decks = book_and_deck
+    errors: list[str] = []
+    page = open_page(chromium, errors)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    # The lesson's page: every figure of the run is there, decoded.
+    lesson = html / "00_start_here.html"
+    page.goto(lesson.as_uri())
+    widths = images_decoded(page)
+    assert all(width > 0 for width in widths), f"broken images on the page: {widths}"
+    figures = figure_cells(json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text()))
+    assert page.locator(".cell_output img").count() >= len(figures)
+    page.screenshot(path=SHOTS / "book_00_start_here.png")
+
+    # Previous/next: the next page of the lesson is its solutions page, and back.
+    page.click("a.right-next")
+    page.wait_for_url("**/solutions/00_start_here_solutions.html")
+    assert "solutions" in page.locator("h1").first.inner_text()
+    page.click("a.left-prev")
+    page.wait_for_url(lesson.as_uri())
+
+    # Sphinx's search, from the files alone: a term of the lesson finds it.
+    page.goto((html / "search.html").as_uri() + "?q=checkpoints")
+    page.wait_for_selector("#search-results li a", timeout=30_000)
+    found = page.locator("#search-results li a").evaluate_all("links => links.map(a => a.href)")
+    assert any(link.split("#")[0] == lesson.as_uri() for link in found), found
+    page.screenshot(path=SHOTS / "book_search.png")
+
+    # The lesson's deck, from the link on its page: its images, then one slide to the right.
+    page.goto(lesson.as_uri())
+    page.click("text=Slides for this lesson")
+    page.wait_for_url(re.compile(r"/slides/00_start_here\.slides\.html(#.*)?$"))  # #/: reveal.js
+    page.wait_for_selector(".reveal.ready", timeout=30_000)  # reveal.js has started
+    widths = images_decoded(page)
+    assert widths and all(width > 0 for width in widths), f"broken images in the deck: {widths}"
+    assert page.evaluate(SLIDE) == 0
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"() => ({SLIDE})() === 1", timeout=10_000)
+    page.screenshot(path=SHOTS / "deck_00_start_here.png")
+    page.keyboard.press("ArrowLeft")
+    page.click("text=Read this lesson in the book")
+    page.wait_for_url(lesson.as_uri())
+    page.close()
+
+    assert not errors, "console errors:\n" + "\n".join(errors)

@@ -1,11 +1,13 @@
-"""course_utils.segmentation: metrics against torchmetrics and hand-computed cases, losses
-(known values, gradients, ignore_index), model output shapes and panoptic id spaces."""
+"""course_utils.segmentation: metrics against torchmetrics, scikit-learn and hand-computed
+cases, losses (known values, gradients, ignore_index), model output shapes and panoptic id
+spaces."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import jaccard_score
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from course_utils.segmentation import (
@@ -97,6 +99,53 @@ def test_ignore_index_is_honoured():
     assert mean_iou(pred, target, 2, ignore_index=IGNORE)["miou"] == 1.0
     assert confusion_matrix(pred, target, 2, ignore_index=IGNORE).sum() == 2
     assert math.isnan(pixel_accuracy(pred, torch.full_like(target, IGNORE), ignore_index=IGNORE))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ignore_index", [0, 2])
+def test_ignore_index_as_a_real_class_matches_torchmetrics_and_sklearn(seed, ignore_index):
+    # e.g. ignore_index=0 scores the objects, not the background: class 0 leaves the mean and
+    # its target pixels are not counted; a pixel predicted as 0 is still a miss for its class.
+    k = 5
+    logits, target = random_case(seed, k)
+    if seed % 2:  # class 4 absent from target and prediction
+        target = target.clamp(max=3)
+        logits[:, 4] -= 100
+    pred = logits.argmax(1)
+    result = mean_iou(pred, target, k, ignore_index)
+    assert math.isnan(result["per_class"][ignore_index])
+    tm = MulticlassJaccardIndex(k, average="macro", ignore_index=ignore_index)(pred, target)
+    assert result["miou"] == pytest.approx(tm.item(), abs=1e-6)
+    # scikit-learn on the counted pixels, scoring the other classes that occur there
+    valid = target != ignore_index
+    t, p = target[valid].numpy(), pred[valid].numpy()
+    scored = sorted((set(t.tolist()) | set(p.tolist())) - {ignore_index})
+    assert result["miou"] == pytest.approx(jaccard_score(t, p, labels=scored, average="macro"))
+    per_class = jaccard_score(t, p, labels=scored, average=None)
+    assert torch.allclose(result["per_class"][scored], torch.from_numpy(per_class))
+
+
+def test_classes_not_scored_are_nan_here_and_0_or_counted_in_the_peers():
+    # The course's convention, on purpose: a class that is not scored -- ignore_index, or absent
+    # from both prediction and target -- is nan and leaves the mean. The peers differ.
+    target = torch.tensor([[0, 0, 1, 1, 2, 2, 1, 0]])
+    pred = torch.tensor([[0, 1, 1, 0, 2, 1, 1, 2]])  # class 3 nowhere
+    ours = mean_iou(pred, target, num_classes=4, ignore_index=0)
+    assert ours["per_class"][1:3].tolist() == [0.5, 0.5] and ours["miou"] == 0.5
+    assert ours["per_class"][[0, 3]].isnan().all()
+    # torchmetrics: 0 for both in average=None (its zero_division), skipped by its macro mean
+    tm_none = MulticlassJaccardIndex(4, average=None, ignore_index=0)(pred, target)
+    assert tm_none.tolist() == [0.0, 0.5, 0.5, 0.0]
+    assert MulticlassJaccardIndex(4, ignore_index=0)(pred, target).item() == ours["miou"]
+    # scikit-learn, told to score class 3 too: zero_division fills it in and it stays in the
+    # mean, pulling it down (0) or up (1); the course leaves it out
+    valid = target != 0
+    t, p = target[valid].numpy(), pred[valid].numpy()
+    low = jaccard_score(t, p, labels=[1, 2, 3], average="macro", zero_division=0)
+    high = jaccard_score(t, p, labels=[1, 2, 3], average="macro", zero_division=1)
+    assert (low, high) == pytest.approx((1 / 3, 2 / 3))
+    assert low < ours["miou"] < high
+    assert jaccard_score(t, p, labels=[1, 2], average="macro") == ours["miou"]
 
 
 @pytest.mark.parametrize(

@@ -140,31 +140,42 @@ def test_a_real_lesson_becomes_one_slide_per_section(tmp_path):
     assert "colab-setup" not in page.read_text()
 
 
-def test_decks_use_the_local_copy_of_reveal_js_once_fetched(tmp_path):
+def test_decks_use_the_local_copies_once_fetched(tmp_path):
     nb = lesson(new_markdown_cell("# 99 · Offline"))
-    assert "https://unpkg.com/reveal.js" in deck_of(nb, tmp_path)
-    (tmp_path / "vendor" / "reveal.js" / "dist").mkdir(parents=True)
-    (tmp_path / "vendor" / "reveal.js" / "dist" / "reveal.js").touch()
+    page = deck_of(nb, tmp_path)
+    assert (
+        "https://unpkg.com/reveal.js" in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" in page
+    )
+    for name in slides.VENDOR:  # what `python tools/slides.py offline` unpacks
+        (tmp_path / "vendor" / name).mkdir(parents=True)
+        (tmp_path / "vendor" / name / "package.json").write_text("{}")
     page = deck_of(nb, tmp_path)
     assert '"vendor/reveal.js/dist/reveal.js"' in page and "vendor/requirejs/require.js" in page
-    assert "unpkg.com" not in page and "require.min.js" not in page
+    assert 'src="vendor/mathjax/MathJax.js?config=' in page
+    assert not re.findall(r'(?:src|href)="https?://', page), "the deck loads nothing from the web"
+    assert "fonts.googleapis.com" not in page and "mermaid" not in page
+
+
+def test_headings_keep_their_case(tmp_path):
+    """The deck's theme ("white", offline-able) capitalises headings: the deck keeps their case."""
+    page = deck_of(lesson(new_markdown_cell("# 99 · The ε-prediction")), tmp_path)
+    assert "dist/theme/white.css" in page
+    assert ".reveal .slides :is(h1, h2, h3, h4, h5, h6) { text-transform: none; }" in page
 
 
 def test_book_and_decks_link_each_other(tmp_path, monkeypatch):
-    """`make slides`: one execution (replaced here by reading the notebook) gives page and deck."""
+    """`make slides`: one execution (replaced here by reading the notebook) gives the book's
+    source notebook and the deck, each linking to the other (tests/test_book.py builds the book)."""
     monkeypatch.setenv("COURSE_FAST", "1")  # build() sets it; monkeypatch restores it
     monkeypatch.setattr(book, "execute", lambda path: nbformat.read(path, as_version=4))
     path = ROOT / "notebooks" / "00_start_here.ipynb"
-    out, deck_dir = tmp_path / "html", tmp_path / "slides"
-    (done,) = book.build([path], out, full=False, deck_dir=deck_dir)
+    out, deck_dir, source = tmp_path / "html", tmp_path / "slides", tmp_path / "executed"
+    (done,) = book.build([path], out, full=False, deck_dir=deck_dir, source=source)
     assert done.page == out / "00_start_here.html"
     assert done.deck == deck_dir / "00_start_here.slides.html"
-    page = done.page.read_text()
-    assert 'href="../slides/00_start_here.slides.html"' in page
-    assert "[![Open In Colab]" not in page  # the badge is an image, not raw markdown
-    assert Deck(done.deck.read_text()).slides[0]["links"].count("../html/00_start_here.html") == 1
-    index = book.write_index([done], out, full=False).read_text()
-    links = re.findall(r'href="([^"]+)"', index)
-    assert links == ["00_start_here.html", "../slides/00_start_here.slides.html"]
-    for link in links:  # relative links that resolve to the files just written
-        assert (out / link).resolve().exists()
+    title = nbformat.read(source / "00_start_here.ipynb", as_version=4).cells[0].source
+    assert '<a href="../slides/00_start_here.slides.html">Slides for this lesson</a>' in title
+    assert "colab-badge" not in title  # the book page has its own Colab button
+    links = Deck(done.deck.read_text()).slides[0]["links"]
+    assert links.count("../html/00_start_here.html") == 1
+    assert not any("colab" in link for link in links)  # nor does the deck show the badge

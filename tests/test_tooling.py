@@ -86,21 +86,23 @@ def test_summary_without_times_fails(tmp_path):
 
 @pytest.mark.slow
 def test_book_embeds_plots(tmp_path):
-    """`make book` = tools/book.py: executed HTML with the figures inside, and an index page."""
+    """`make book` = tools/book.py: the lesson executed, its figures in its page of the book, and
+    the book's front page lists it (tests/test_book.py checks the whole book, unexecuted)."""
     # its exercise cells record progress: keep that out of the learner's real cache
     env = {**os.environ, "COURSE_OFFLINE": "1", "COURSE_CACHE": str(tmp_path / "cache")}
-    nb = ROOT / "notebooks" / "00_start_here.ipynb"
+    nb, out = ROOT / "notebooks" / "00_start_here.ipynb", tmp_path / "html"
     subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "book.py"), "--out", str(tmp_path), str(nb)],
+        [sys.executable, str(ROOT / "tools" / "book.py"), "--out", str(out), str(nb)],
         check=True,
         env=env,
         capture_output=True,
         timeout=600,
     )
-    page = (tmp_path / "00_start_here.html").read_text()
-    assert page.count('src="data:image/png;base64,') >= 3  # figures embedded in the page
+    page = (out / "00_start_here.html").read_text()
+    assert page.count('src="_images/') >= 3  # the run's figures, as files of the book
+    assert len(list((out / "_images").glob("*.png"))) >= 3
     assert "Traceback" not in page
-    index = (tmp_path / "index.html").read_text()
+    index = (out / "index.html").read_text()
     assert 'href="00_start_here.html"' in index and "Start here" in index
 
 
@@ -152,23 +154,18 @@ def test_lesson_times_record_and_readme(tmp_path, monkeypatch):
     monkeypatch.setattr(lesson_times, "RECORD", tmp_path / "times.json")
     monkeypatch.setattr(lesson_times, "lessons", lambda: ["07_diffusion_ddpm", "10_flow"])
     run = tmp_path / "notebook_times.json"  # what `make test` writes (conftest.py)
-    run.write_text(
-        json.dumps(
-            {
-                "notebooks/07_diffusion_ddpm.ipynb": {"seconds": 28.74, "passed": True},
-                "notebooks/10_flow.ipynb": {
-                    "seconds": 20.0,
-                    "passed": False,
-                },  # a failed run is no time
-                "notebooks/solutions/07_diffusion_ddpm_solutions.ipynb": {
-                    "seconds": 3.0,
-                    "passed": True,
-                },
-            }
-        )
-    )
-    book = tmp_path / "book_times.json"  # what `make book FULL=1` writes
-    book.write_text(json.dumps({"07_diffusion_ddpm": {"full": 1000.0}}))
+    seconds = {
+        "notebooks/07_diffusion_ddpm.ipynb": 28.74,
+        "notebooks/10_flow.ipynb": 20.0,  # a failed run is no time
+        "notebooks/solutions/07_diffusion_ddpm_solutions.ipynb": 3.0,
+    }
+    lesson_times.save_run_times(seconds, {"notebooks/10_flow.ipynb"}, path=run)
+    flow = json.loads(run.read_text())["notebooks/10_flow.ipynb"]
+    assert flow["seconds"] == 20.0 and flow["passed"] is False
+    book = tmp_path / "book_times.json"  # what `make book FULL=1` writes (tools/book.py)
+    lesson_times.save_book_times({"07_diffusion_ddpm": 1000.0}, "full", path=book)
+    lesson_times.save_book_times({"07_diffusion_ddpm": 30.0}, "fast", path=book)
+    assert lesson_times.read(book) == {"07_diffusion_ddpm": {"fast": 30.0, "full": 1000.0}}
     lesson_times.record(run, "fast", "cpu", "laptop")
     times = lesson_times.record(book, "full", "cpu", "laptop")
     assert times == {

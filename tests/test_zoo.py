@@ -336,3 +336,14 @@ def test_fingerprints_stop_training_after_their_steps(entry):
 def test_every_shipped_checkpoint_is_what_todays_code_trains(name):
     # the first optimiser steps of each recipe, rerun, against those of the shipped training
     assert zoo.drift(name) is None
+
+
+def test_make_checkpoints_trains_what_an_entry_needs_first():
+    order = zoo._in_training_order(sorted(zoo.REGISTRY))
+    assert set(order) == set(zoo.REGISTRY) and len(order) == len(zoo.REGISTRY)
+    for name in order:
+        for needed in zoo.REGISTRY[name].needs:
+            assert needed in zoo.REGISTRY, f"{name} needs an unknown entry {needed}"
+            assert order.index(needed) < order.index(name)
+    assert order.index("resnet_small_digits") < order.index("autoencoder_digits")
+    assert zoo._in_training_order(["instance_digit_scenes"]) == ["instance_digit_scenes"]

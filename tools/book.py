@@ -1,49 +1,59 @@
-"""Execute every lesson and write it as HTML (plots embedded) plus an index page; with --slides,
-also as a reveal.js deck from the same run (see tools/slides.py).
+"""Execute every lesson once and publish the run twice: as a book (Sphinx) and, with --slides, as
+reveal.js decks (tools/slides.py).
 
-    python tools/book.py --out build/html [--slides build/slides] [--full] [notebooks ...]
+    python tools/book.py [--out build/html] [--slides build/slides] [--full] [--offline] [nb ...]
 
-FAST mode (COURSE_FAST=1) unless --full. Each page is standalone: nbconvert embeds every figure as
-a base64 PNG. Pages and decks link to each other with relative links, so build/ can be copied or
-served as is.
+1. Each notebook (the lessons, then their solutions) runs once, in FAST mode (COURSE_FAST=1)
+   unless --full. The executed copy is saved in build/executed/, the book's source folder.
+2. With --slides, each lesson's deck is written from that same executed notebook; the deck and
+   the book page link to each other with relative links, so build/ can be copied or served as is.
+3. sphinx-build turns build/executed/ into the book in build/html/, configured by
+   book_config/conf.py: MyST-NB renders the saved outputs and executes nothing, so every plot
+   comes from step 1.
+
+Notebooks executed by an earlier run stay in build/executed/: rebuilding one lesson
+(``python tools/book.py notebooks/03_object_detection.ipynb``) keeps the other pages. With
+--offline, MathJax is unpacked into the book once (npm, network once): it then needs no network.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
-import json
+import copy
 import os
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import lesson_times
 import nbformat
+import nbtools
 import slides
-from nbconvert import HTMLExporter
 from nbconvert.preprocessors import ExecutePreprocessor
 
 ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book_config"  # the book's Sphinx configuration (conf.py) and front page (index.md)
+# What --offline unpacks into the book's _static/ folder; book_config/conf.py uses it once there.
+OFFLINE = {"mathjax": "3.2.2"}
 
 
 @dataclass
 class Lesson:
-    """One built lesson: its book page, its deck (None without --slides) and its run time."""
+    """One executed notebook: its page in the book, its deck (None without --slides, and for
+    solutions) and its run time."""
 
     page: Path
-    title: str
     seconds: float
     deck: Path | None = None
 
 
-def title_of(nb) -> str:
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return "untitled"
+def notebooks() -> list[Path]:
+    """Every lesson in course order, then every solutions notebook: the book's table of contents."""
+    return sorted(NOTEBOOKS.glob("[0-9]*.ipynb")) + sorted(NOTEBOOKS.glob("solutions/*.ipynb"))
 
 
 def href(target: Path, start: Path) -> str:
@@ -60,73 +70,84 @@ def execute(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def build(paths: list[Path], out: Path, full: bool, deck_dir: Path | None = None) -> list[Lesson]:
-    """Execute each notebook once, then export it as a book page (and a deck with ``deck_dir``)."""
+def without_badge(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` without its "Open in Colab" badge: every book page has a Colab button
+    instead, and the badge is an image from the web, broken offline (in the decks too)."""
+    nb = copy.deepcopy(nb)
+    title = nb.cells[0]
+    title.source = "\n".join(s for s in title.source.split("\n") if nbtools.BADGE_MARK not in s)
+    return nb
+
+
+def for_the_book(nb: nbformat.NotebookNode, deck_href: str | None) -> nbformat.NotebookNode:
+    """The executed notebook as its page shows it: the Colab install cell hidden (MyST-NB's
+    ``remove-cell`` tag; the downloaded notebook keeps it) and a link to the lesson's deck."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith(nbtools.SETUP_MARK):
+            cell.metadata.setdefault("tags", []).append("remove-cell")
+    return slides.with_link(nb, "Slides for this lesson", deck_href) if deck_href else nb
+
+
+def build(
+    paths: list[Path], out: Path, full: bool, deck_dir: Path | None, source: Path
+) -> list[Lesson]:
+    """Execute each notebook once; save it into ``source`` for the book whose pages go to
+    ``out``, and write each lesson's deck into ``deck_dir`` (None: no decks)."""
     os.environ["COURSE_FAST"] = "0" if full else "1"
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter()
     done = []
     for path in paths:
         start = time.perf_counter()
-        nb = execute(path)
-        name = path.relative_to(ROOT / "notebooks")
+        nb = without_badge(execute(path))
+        name = path.relative_to(NOTEBOOKS)  # 03_object_detection.ipynb, solutions/03_..._solutions
         page, deck = out / name.with_suffix(".html"), None
-        if deck_dir is not None:
+        if deck_dir is not None and name.parent == Path("."):  # a deck per lesson, not solutions
             deck = slides.write_deck(
-                nb, deck_dir / name.with_suffix(".slides.html"), href(page, deck_dir / name.parent)
+                nb, deck_dir / name.with_suffix(".slides.html"), href(page, deck_dir)
             )
-            nb = slides.with_link(nb, "Slides for this lesson", href(deck, page.parent))
-        body, _ = exporter.from_notebook_node(nb)
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(body, encoding="utf-8")
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(for_the_book(nb, deck and href(deck, page.parent)), source / name)
         seconds = time.perf_counter() - start
-        done.append(Lesson(page, title_of(nb), seconds, deck))
-        made = f"{page} and {deck}" if deck else f"{page}"
+        done.append(Lesson(page, seconds, deck))
+        made = f"{source / name} and {deck}" if deck else f"{source / name}"
         print(f"{path.relative_to(ROOT)} -> {made} ({seconds:.0f} s)", flush=True)
     return done
 
 
-def write_index(done: list[Lesson], out: Path, full: bool) -> Path:
-    mode = "full" if full else "FAST"
-    items = "\n".join(
-        f'<li><a href="{href(lesson.page, out)}">{html.escape(lesson.title)}</a>'
-        + (f' · <a href="{href(lesson.deck, out)}">slides</a>' if lesson.deck else "")
-        + f" <small>({lesson.seconds:.0f} s, {mode})</small></li>"
-        for lesson in done
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>The course</title></head>
-<body><h1>Computer vision and diffusion models with PyTorch</h1>
-<p>Every lesson below was executed ({mode} mode) when this book was built.</p>
-<ol>
-{items}
-</ol></body></html>
-"""
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
+def write_site(source: Path, out: Path) -> Path:
+    """Run Sphinx on the executed notebooks in ``source``, writing the book into ``out``."""
+    shutil.copyfile(BOOK / "index.md", source / "index.md")
+    command = ["-b", "html", "-q", "-c", BOOK, "-d", source / ".doctrees", source, out]
+    subprocess.run([sys.executable, "-m", "sphinx", *map(str, command)], check=True)
+    return out / "index.html"
+
+
+def fetch_offline(out: Path) -> Path:
+    """Unpack OFFLINE into the book's ``_static/`` folder (npm, network once), once."""
+    static = out / "_static"
+    if not all((static / name / "package.json").exists() for name in OFFLINE):
+        slides.npm_unpack(OFFLINE, static)
+    return static
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "html")
     parser.add_argument("--slides", type=Path, help="also write a reveal.js deck per lesson here")
     parser.add_argument("--full", action="store_true", help="full lessons instead of FAST mode")
-    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--offline", action="store_true", help="MathJax inside the book (npm)")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every lesson")
     args = parser.parse_args()
-    paths = [p.resolve() for p in args.notebooks] or sorted(
-        (ROOT / "notebooks").glob("[0-9]*.ipynb")
-    )
+    out, paths = args.out.resolve(), [p.resolve() for p in args.notebooks] or notebooks()
+    source = out.parent / "executed"
+    if args.offline:
+        print(f"MathJax in {fetch_offline(out)}")
     deck_dir = args.slides.resolve() if args.slides else None
-    done = build(paths, args.out.resolve(), args.full, deck_dir)
-    # keep the run times for `make bench` (which reports FAST and full times side by side)
-    times = ROOT / "build" / "book_times.json"
-    old = json.loads(times.read_text()) if times.exists() else {}
-    mode = "full" if args.full else "fast"
-    for lesson in done:
-        old.setdefault(lesson.page.stem, {})[mode] = round(lesson.seconds, 1)
-    times.parent.mkdir(exist_ok=True)
-    times.write_text(json.dumps(old, indent=1, sort_keys=True))
-    print(f"index: {write_index(done, args.out.resolve(), args.full)}")
+    done = build(paths, out, args.full, deck_dir, source)
+    # the run times, for `make bench` and the course map (build/book_times.json)
+    seconds = {lesson.page.stem: lesson.seconds for lesson in done}
+    lesson_times.save_book_times(seconds, "full" if args.full else "fast")
+    print(f"book: {write_site(source, out)}")
     return 0
 
 

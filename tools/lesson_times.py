@@ -1,14 +1,22 @@
 """Measured run times of every lesson, and the time column of the README's course map.
 
+The one module that reads and writes lesson times; three files hold them:
+
+- build/notebook_times.json: each notebook's last run through nbval (`make test` starts it afresh),
+  ``{"notebooks/NN_x.ipynb": {"seconds", "passed", "when"}}``, written by conftest.py through
+  :func:`save_run_times`, read by tools/summary.py (the summary line) and `make bench`;
+- build/book_times.json: each page's last FAST and full run by `make book`,
+  ``{"NN_x": {"fast": s, "full": s}}``, written by tools/book.py through :func:`save_book_times`
+  and read by `make bench`;
+- tools/lesson_times.json, the record: for each lesson and each of "fast_cpu", "full_cpu",
+  "fast_gpu", "full_gpu" the seconds of one measured run, when and on what it was measured. Only
+  measurements go in: ``record`` files a timing file of `make test` or `make book`, and
+  `--device gpu` files a run made on a GPU machine.
+
     python tools/lesson_times.py record build/notebook_times.json --mode fast  # after make test
     python tools/lesson_times.py record build/book_times.json --mode full      # after make book FULL=1
     python tools/lesson_times.py readme   # rewrite the README's time column from the record
     python tools/lesson_times.py check    # exit 1 if a lesson has no FAST time or README disagrees
-
-The record, tools/lesson_times.json, holds for each lesson and each of "fast_cpu", "full_cpu",
-"fast_gpu", "full_gpu" the seconds of one measured run, when and on what it was measured. Only
-measurements go in (``record`` reads the timing files that `make test` and `make book` write);
-`--device gpu` files a run made on a GPU machine.
 """
 
 from __future__ import annotations
@@ -18,35 +26,71 @@ import datetime
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = ROOT / "tools" / "lesson_times.json"
+RUN_TIMES = ROOT / "build" / "notebook_times.json"
+BOOK_TIMES = ROOT / "build" / "book_times.json"
 README = ROOT / "README.md"
-KINDS = ("fast_cpu", "full_cpu", "fast_gpu", "full_gpu")
 
 
 def lessons() -> list[str]:
     return sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def read(path: Path) -> dict:
+    """One of the three timing files as a dict; ``{}`` when it does not exist (yet)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write(path: Path, times: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(times, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
 def load() -> dict:
-    return json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    """The record, tools/lesson_times.json."""
+    return read(RECORD)
+
+
+def save_run_times(seconds: dict[str, float], failed: set[str], path: Path = RUN_TIMES) -> None:
+    """Merge one pytest session's notebook times (path -> seconds) into build/notebook_times.json.
+
+    Notebooks the session did not run keep their entry: `make test` removes the file first, so
+    that one run's file holds that run only, while running a single notebook updates its line.
+    """
+    times = read(path)
+    when = time.time()
+    for notebook, s in seconds.items():
+        times[notebook] = {"seconds": round(s, 1), "passed": notebook not in failed, "when": when}
+    write(path, times)
+
+
+def save_book_times(seconds: dict[str, float], mode: str, path: Path = BOOK_TIMES) -> None:
+    """Merge one `make book` run's page times (stem -> seconds, ``mode`` "fast" or "full")."""
+    times = read(path)
+    for page, s in seconds.items():
+        times.setdefault(page, {})[mode] = round(s, 1)
+    write(path, times)
 
 
 def record(times_file: Path, mode: str, device: str, machine: str) -> dict:
     """Merge the lesson times of one `make test` / `make book` run into the record."""
-    times = json.loads(times_file.read_text())
+    if not times_file.exists():
+        raise FileNotFoundError(f"{times_file}: no timing file, run `make test` or `make book`")
+    times = read(times_file)
     out = load()
     today = datetime.date.today().isoformat()
     for key, value in times.items():
         stem = Path(key).stem
-        seconds = value.get("seconds", value.get(mode)) if isinstance(value, dict) else value
+        seconds = value.get("seconds", value.get(mode))
         if stem not in lessons() or seconds is None or value.get("passed") is False:
             continue  # solutions notebooks, failed runs and other modes are not lesson times
         entry = {"seconds": round(float(seconds), 1), "date": today, "machine": machine}
         out.setdefault(stem, {})[f"{mode}_{device}"] = entry
-    RECORD.write_text(json.dumps(out, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    write(RECORD, out)
     return out
 
 

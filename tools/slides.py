@@ -1,7 +1,7 @@
 """Instructor mode: turn an executed lesson into a reveal.js deck (nbconvert's SlidesExporter).
 
     make slides                             # = python tools/book.py --slides build/slides
-    python tools/slides.py offline          # once, online: reveal.js for decks that work offline
+    python tools/slides.py offline          # once, online: what decks load, for decks offline
 
 The committed notebooks keep only ``tags`` in their cell metadata, so the slide of each cell is not
 stored in them: it is computed here, at conversion time, from the lesson's structure.
@@ -31,10 +31,10 @@ Exercise checker cells (``lessonNN.check_...``) are shown without their output: 
 says "not attempted", which is the learners' business, not the lecture's. The book ignores these
 tags: it always shows the whole lesson.
 
-Decks load reveal.js, require.js and jQuery from a CDN, like nbconvert itself. After
+Decks load reveal.js, require.js, jQuery and MathJax from a CDN, like nbconvert itself. After
 ``python tools/slides.py offline`` (npm, network once) they load local copies from
-``build/slides/vendor/`` and need no network; equations then show as TeX source (MathJax still
-comes from its CDN, as in the book pages).
+``build/slides/vendor/`` and need no network (but for the progress bars of a full run: ipywidgets'
+widget manager still comes from its CDN).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import jinja2
 import nbtools
 from nbconvert import SlidesExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
@@ -68,8 +69,22 @@ TAGS = TagRemovePreprocessor(
 # 100-character code lines; headings and margins take ~140 px of its height.
 DECK_WIDTH, DECK_HEIGHT = 1280, 720
 SLIDE_HEIGHT, CHARS_PER_LINE, LINE_PX, WIDTH_PX = DECK_HEIGHT - 140, 100, 28, DECK_WIDTH - 80
-# Pinned versions of what nbconvert's reveal template loads (jQuery 2.0.3 is not on npm).
-VENDOR = {"reveal.js": "4.0.2", "requirejs": "2.1.10", "jquery": "2.2.4"}
+# Pinned versions of what nbconvert's reveal template loads (jQuery 2.0.3 is not on npm; the
+# template configures MathJax 2).
+VENDOR = {"reveal.js": "4.0.2", "requirejs": "2.1.10", "jquery": "2.2.4", "mathjax": "2.7.7"}
+# nbconvert's reveal template with two changes. Headings keep their case: the "white" theme, the
+# one whose font ships with reveal.js (so it works offline), capitalises them, and a capital
+# epsilon is not an epsilon. And mermaid, a JavaScript module for diagrams (no lesson draws one)
+# that no browser loads from a file:// deck, is not imported.
+DECK_TEMPLATE = jinja2.DictLoader(
+    {
+        "deck.html.j2": """{%- extends 'index.html.j2' -%}
+{%- block html_head_css -%}
+<style>.reveal .slides :is(h1, h2, h3, h4, h5, h6) { text-transform: none; }</style>
+{%- endblock html_head_css -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}"""
+    }
+)
 
 
 def split_markdown(cell: NotebookNode) -> list[NotebookNode]:
@@ -144,10 +159,15 @@ def slide_types(cells: list[NotebookNode]) -> list[str]:
 
 
 def with_link(nb: NotebookNode, text: str, href: str) -> NotebookNode:
-    """A copy of ``nb`` with a link under its title line (how the book and the decks meet)."""
+    """A copy of ``nb`` with a link under its title line (how the book and the decks meet).
+
+    The link is written in HTML, not as ``[text](href)``: the book's Markdown parser (MyST) takes a
+    relative Markdown link for a file of the book and would copy the deck into the book's
+    downloads; an HTML link reaches the page as it is, in the book and in the deck alike.
+    """
     nb = copy.deepcopy(nb)
     title, _, rest = nb.cells[0].source.partition("\n")
-    nb.cells[0].source = f"{title}\n\n[{text}]({href})\n{rest}"
+    nb.cells[0].source = f'{title}\n\n<a href="{href}">{text}</a>\n{rest}'
     return nb
 
 
@@ -169,18 +189,22 @@ def prepared(nb: NotebookNode) -> NotebookNode:
 
 
 def exporter(deck_dir: Path) -> SlidesExporter:
-    """nbconvert's exporter, with local reveal.js, require.js and jQuery when they were fetched."""
+    """nbconvert's exporter, with the local copies of what it loads when they were fetched."""
     options = dict(
         reveal_width=str(DECK_WIDTH),
         reveal_height=str(DECK_HEIGHT),
         reveal_scroll=True,  # a cell taller than the slide scrolls instead of being cut off
         reveal_number="c/t",
+        reveal_theme="white",
+        extra_loaders=[DECK_TEMPLATE],
+        template_file="deck.html.j2",
     )
-    if (deck_dir / "vendor" / "reveal.js" / "dist" / "reveal.js").exists():
+    if all((deck_dir / "vendor" / name / "package.json").exists() for name in VENDOR):
         options.update(
             reveal_url_prefix="vendor/reveal.js",
             require_js_url="vendor/requirejs/require.js",
             jquery_url="vendor/jquery/dist/jquery.min.js",
+            mathjax_url="vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
         )
     return SlidesExporter(exclude_input_prompt=True, exclude_output_prompt=True, **options)
 
@@ -194,21 +218,27 @@ def write_deck(nb: NotebookNode, deck: Path, book_href: str) -> Path:
     return deck
 
 
-def fetch_offline(slides_dir: Path) -> Path:
-    """Unpack the pinned npm packages into ``slides_dir/vendor/<name>`` (network once)."""
-    vendor = slides_dir / "vendor"
+def npm_unpack(packages: dict[str, str], dest: Path) -> Path:
+    """Unpack the npm packages ``{name: version}`` into ``dest/<name>`` (network once)."""
     with tempfile.TemporaryDirectory() as tmp:
-        specs = [f"{name}@{version}" for name, version in VENDOR.items()]
+        specs = [f"{name}@{version}" for name, version in packages.items()]
         subprocess.run(
             ["npm", "pack", "--silent", *specs], cwd=tmp, check=True, stdout=subprocess.DEVNULL
         )
-        for name, version in VENDOR.items():
-            with tarfile.open(Path(tmp) / f"{name}-{version}.tgz") as tar:
+        for name, version in packages.items():
+            # "@scope/name" is packed as "scope-name-<version>.tgz"
+            tgz = Path(tmp) / f"{name.removeprefix('@').replace('/', '-')}-{version}.tgz"
+            with tarfile.open(tgz) as tar:
                 members = tar.getmembers()
                 for member in members:  # npm packs everything under package/
                     member.name = member.name.removeprefix("package/")
-                tar.extractall(vendor / name, members=members, filter="data")
-    return vendor
+                tar.extractall(dest / name, members=members, filter="data")
+    return dest
+
+
+def fetch_offline(slides_dir: Path) -> Path:
+    """Unpack the pinned packages the decks load into ``slides_dir/vendor`` (network once)."""
+    return npm_unpack(VENDOR, slides_dir / "vendor")
 
 
 def main() -> int:
@@ -216,7 +246,7 @@ def main() -> int:
     parser.add_argument("command", choices=["offline"])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
     args = parser.parse_args()
-    print(f"reveal.js, require.js and jQuery in {fetch_offline(args.out)}")
+    print(f"reveal.js, require.js, jQuery and MathJax in {fetch_offline(args.out)}")
     return 0
 
 

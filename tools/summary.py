@@ -4,9 +4,10 @@ python tools/summary.py build/notebook_times.json [--budget 120]
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+import lesson_times
 
 
 def main() -> int:
@@ -14,10 +15,10 @@ def main() -> int:
     parser.add_argument("times", type=Path)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per notebook (FAST)")
     args = parser.parse_args()
-    if not args.times.exists():
+    times = lesson_times.read(args.times)
+    if not times:
         print("notebooks: none were run (no timing file)")
         return 1
-    times = json.loads(args.times.read_text())
     parts, over = [], []
     for path, t in sorted(times.items()):
         name = Path(path).stem

@@ -12,7 +12,6 @@ A stalled server cannot freeze a notebook: every download runs inside
 
 from __future__ import annotations
 
-import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,20 +26,6 @@ __all__ = ["DatasetUnavailable", "cifar10", "fashion_mnist", "load_dataset", "mn
 
 class DatasetUnavailable(RuntimeError):
     """A dataset could not be loaded or downloaded; the message says what to do instead."""
-
-
-def failure_reason(err: BaseException) -> str:
-    """Why ``err`` happened, on one line and never empty, for "... failed: <reason>" messages.
-
-    Some errors carry no message at all (a bare ``TimeoutError()`` or ``RuntimeError()``), and
-    "failed: ." would leave a learner guessing: their type and repr stand in for the message.
-    urllib wraps socket errors as ``<urlopen error ...>``; the error it wraps says why. The VGG19
-    download of :mod:`course_utils.style` uses it too (it is not in ``__all__``: not about data).
-    """
-    if isinstance(err, urllib.error.URLError) and isinstance(err.reason, BaseException):
-        err = err.reason
-    message = " ".join(str(err).split())  # torchvision's messages span several lines
-    return message or f"{type(err).__name__} without a message ({err!r})"
 
 
 # key -> (name for messages, torchvision class, (channels, size) of one image)
@@ -108,7 +93,7 @@ def _load_or_download(key, title, dataset_class, train, download, root, transfor
     except (OSError, RuntimeError) as err:  # network errors, or torchvision giving up on mirrors
         runtime.mark_offline()  # so the next loader does not wait on the network again
         raise DatasetUnavailable(
-            f"Downloading {title} from {sources} into {root} failed: {failure_reason(err)}. "
+            f"Downloading {title} from {sources} into {root} failed: {runtime.failure_reason(err)}. "
             f"Check the connection, or {instead}."
         ) from err
 

@@ -84,6 +84,10 @@ def centernet_heatmap(
     heat = torch.zeros(num_classes, height, width, device=boxes.device)
     if len(boxes) == 0:
         return heat
+    if labels.is_floating_point():
+        raise TypeError(
+            f"labels must be int64 class indices in 1..{num_classes}, got {labels.dtype}"
+        )
     if labels.min() < 1 or labels.max() > num_classes:
         raise ValueError(f"labels must be in 1..{num_classes} (0 is background), got {labels}")
     _, cell = _centres(boxes, stride)
@@ -176,7 +180,9 @@ def centernet_decode(
     y = (index % (height * width)) // width
     x = index % width
     b = torch.arange(batch, device=heat.device)[:, None].expand_as(index)
-    size = _gather_at(outputs["size"], b, y, x)  # [B, k, 2]
+    # [B, k, 2]; the size head is a plain conv, so an untrained one predicts negative sizes too:
+    # a negative extent means none, and clamping keeps every box valid xyxy (x1 <= x2)
+    size = _gather_at(outputs["size"], b, y, x).clamp(min=0)
     centre = torch.stack((x, y), dim=-1) + _gather_at(outputs["offset"], b, y, x)
     boxes = torch.cat((centre - size / 2, centre + size / 2), dim=-1) * stride
     if image_size is not None:

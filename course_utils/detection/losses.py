@@ -32,6 +32,15 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss
 
 
+def _reduce_counted(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """:func:`_reduce` for a loss over however many pairs or examples count, where a batch with
+    none is normal (an image without objects): its mean is 0 with a graph, not ``mean()``'s NaN,
+    so ``loss.backward()`` still works (as in torchvision's box losses)."""
+    if reduction == "mean" and not loss.numel():
+        return loss.sum()
+    return _reduce(loss, reduction)
+
+
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -137,9 +146,7 @@ def softmax_focal_loss(
         per_example = loss.new_zeros(targets.shape)
         per_example[valid] = loss
         return per_example
-    if reduction == "mean" and not len(loss):
-        return loss.sum()  # nothing counts: a zero that keeps the graph, not mean()'s NaN
-    return _reduce(loss, reduction)
+    return _reduce_counted(loss, reduction)
 
 
 class FocalLoss(nn.Module):
@@ -181,7 +188,9 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "none")
 
     In [0, 2]: 0 for a perfect box, and unlike ``1 - IoU`` it still decreases as two disjoint boxes
     move closer, so a box that misses its object gets a useful gradient. Equals
-    ``torchvision.ops.generalized_box_iou_loss`` (which adds a tiny epsilon) up to ~1e-6.
+    ``torchvision.ops.generalized_box_iou_loss``, including its details: ``eps = 1e-7`` in the
+    divisions (two zero-area boxes give 1, not NaN), float32 for half-precision boxes, and a
+    ``"mean"`` of no pairs that is 0 with a gradient.
     """
     _check_reduction(reduction)
     if pred.shape != target.shape:
@@ -189,4 +198,4 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "none")
     # The check only reads the values: gradients still flow through pred.
     check_boxes(pred.detach(), "pred")
     check_boxes(target, "target")
-    return _reduce(1 - matched_giou(pred, target), reduction)
+    return _reduce_counted(1 - matched_giou(pred, target, eps=1e-7), reduction)

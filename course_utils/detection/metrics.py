@@ -9,7 +9,10 @@ of PASCAL VOC, ``map_75`` a strict one that rewards tight boxes.
 
 Inputs follow torchvision's detection models: one dict per image,
 ``preds[i] = {"boxes": [D, 4] xyxy, "scores": [D], "labels": [D]}`` and
-``targets[i] = {"boxes": [G, 4] xyxy, "labels": [G]}``.
+``targets[i] = {"boxes": [G, 4] xyxy, "labels": [G]}``, optionally with COCO's
+``"iscrowd": [G]`` (bool or 0/1): a *crowd* region is one annotation for a group of objects too
+dense to box one by one (a stadium audience). It is not an object to find -- it does not count
+in the recall -- and a detection inside it is neither right nor wrong: it is ignored.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .boxes import box_iou, check_boxes
+from .boxes import check_boxes, check_iou_threshold, inter_union
 
 __all__ = [
     "COCO_IOU_THRESHOLDS",
@@ -42,14 +45,37 @@ RECALL_LEVELS = torch.linspace(0.0, 1.0, 101).double().numpy()
 _GEOMETRY = {"bbox": "boxes", "segm": "masks"}  # COCO's iou_type -> the key it compares
 
 
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Intersection over union of every pair of masks: ``a [N, H, W]``, ``b [M, H, W]`` (bool)
-    -> ``[N, M]``; two empty masks have IoU 0. With masks flattened to rows of 0s and 1s, all
-    the intersections are one matrix product."""
+def _areas(a: torch.Tensor, b: torch.Tensor, geometry: str) -> tuple[torch.Tensor, ...]:
+    """``(intersection [N, M], union [N, M], area of a [N])`` of every pair of boxes (xyxy
+    ``[N, 4]``, ``[M, 4]``) or masks (bool ``[N, H, W]``, ``[M, H, W]``), in float64. With masks
+    flattened to rows of 0s and 1s, all the intersections are one matrix product."""
+    if geometry == "boxes":
+        a, b = a.double(), b.double()  # checked by _prepare: no box_area() and its checks
+        return (*inter_union(a[:, None], b[None, :]), (a[:, 2:] - a[:, :2]).prod(dim=1))
     a, b = a.flatten(1).double(), b.flatten(1).double()
     inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+    return inter, a.sum(1)[:, None] + b.sum(1)[None, :] - inter, a.sum(1)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den``, and 0 where ``den`` is 0 (two empty masks or zero-area boxes), as COCO."""
+    return torch.where(den > 0, num / den.clamp(min=torch.finfo(den.dtype).tiny), 0.0)
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every pair of masks: ``a [N, H, W]``, ``b [M, H, W]`` (bool)
+    -> ``[N, M]``; two empty masks have IoU 0."""
+    inter, union, _ = _areas(a, b, "masks")
+    return _ratio(inter, union)
+
+
+def _overlaps(dets: torch.Tensor, gt: torch.Tensor, crowd: torch.Tensor, geometry: str):
+    """COCO's overlap of every detection with every ground truth, ``[D, G]`` float64: the IoU,
+    except for a crowd region, where it is the fraction of the detection inside the region
+    (``area(d ∩ g) / area(d)``): a box around one person of the crowd is fully inside it, though
+    its IoU with the whole crowd is tiny."""
+    inter, union, det_area = _areas(dets, gt, geometry)
+    return _ratio(inter, torch.where(crowd[None, :], det_area[:, None], union))
 
 
 def _as_masks(masks: torch.Tensor, where: str) -> torch.Tensor:
@@ -61,6 +87,19 @@ def _as_masks(masks: torch.Tensor, where: str) -> torch.Tensor:
             f"{where} must be masks [N, H, W] or [N, 1, H, W], got {tuple(masks.shape)}"
         )
     return masks > 0.5 if masks.is_floating_point() else masks.bool()
+
+
+def _crowd_flags(target: dict, n: int, where: str) -> torch.Tensor:
+    """The target's ``"iscrowd"`` as bool ``[G]`` (all False when absent), checked."""
+    if "iscrowd" not in target:
+        return torch.zeros(n, dtype=torch.bool)
+    crowd = torch.as_tensor(target["iscrowd"]).detach().cpu()
+    if crowd.shape != (n,) or crowd.is_floating_point() or not ((crowd == 0) | (crowd == 1)).all():
+        raise ValueError(
+            f"{where}['iscrowd'] must be one 0/1 (or bool) flag per object, [{n}], got "
+            f"{crowd.dtype} {tuple(crowd.shape)}"
+        )
+    return crowd.bool()
 
 
 def _prepare(
@@ -82,26 +121,29 @@ def _prepare(
             if any(len(d[k]) != len(d[geometry]) for k in keys):
                 raise ValueError(f"{kind}[{i}]: {keys} must all have one entry per object")
         prepared[kind] = [{k: d[k].detach().cpu() for k in keys} for d in images]
+        if kind == "targets":
+            for i, (d, original) in enumerate(zip(prepared[kind], images)):
+                d["iscrowd"] = _crowd_flags(original, len(d["labels"]), f"targets[{i}]")
         if geometry == "masks":
             for i, d in enumerate(prepared[kind]):
                 d["masks"] = _as_masks(d["masks"], f"{kind}[{i}]['masks']")
     return prepared["preds"], prepared["targets"]
 
 
-def _match_image(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Greedy COCO matching in one image for one class: ``iou [D, G]`` with detections sorted by
-    decreasing score -> ``matched [T, D]`` bool, for every threshold at once.
+def _claim(iou: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """Greedy COCO matching of detections to objects: ``iou [D, G]`` with detections sorted by
+    decreasing score, ``needed [T, 1]`` the IoU thresholds -> ``matched [T, D]`` bool, for every
+    threshold at once.
 
     The loop over detections cannot be vectorised: whether detection ``d`` is a true positive
     depends on which ground-truth boxes the better-scored detections already claimed.
     """
     num_dets, num_gt = iou.shape
-    matched = np.zeros((len(thresholds), num_dets), dtype=bool)
+    matched = np.zeros((len(needed), num_dets), dtype=bool)
     if num_gt == 0:
         return matched
-    taken = np.zeros((len(thresholds), num_gt), dtype=bool)  # gt claimed, per threshold
-    t_index = np.arange(len(thresholds))
-    needed = np.minimum(thresholds, 1 - 1e-10)[:, None]  # COCO's cap: IoU 1 matches at t = 1
+    taken = np.zeros((len(needed), num_gt), dtype=bool)  # gt claimed, per threshold
+    t_index = np.arange(len(needed))
     for d in range(num_dets):
         # Unclaimed gt boxes overlapping enough: [T, G]; -1 marks "not a candidate".
         ok = ~taken & (iou[d] >= needed)
@@ -114,35 +156,67 @@ def _match_image(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return matched
 
 
+def _match_image(
+    overlaps: np.ndarray, crowd: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """COCO matching in one image for one class: ``overlaps [D, G]`` (see :func:`_overlaps`)
+    with detections sorted by decreasing score, ``crowd [G]`` bool -> ``(matched [T, D],
+    ignored [T, D])`` bool.
+
+    Detections first claim objects (:func:`_claim`); one that claims none but overlaps a crowd
+    region enough is *ignored*. A crowd region is never claimed: it absorbs any number of
+    detections, so a detector is not punished for finding several people in a crowd.
+    """
+    needed = np.minimum(thresholds, 1 - 1e-10)[:, None]  # COCO's cap: IoU 1 matches at t = 1
+    matched = _claim(overlaps[:, ~crowd], needed)
+    in_crowd = overlaps[:, crowd]  # [D, C]
+    ignored = ~matched & (in_crowd[None, :, :] >= needed[:, :, None]).any(axis=2)  # [T, D]
+    return matched, ignored
+
+
 def _evaluate_class(
     preds: Sequence[dict],
     targets: Sequence[dict],
     label: int,
     thresholds: np.ndarray,
     max_dets: int,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """All detections of one class over the dataset: ``(scores [D], matched [T, D], num_gt)``."""
-    scores, matched, num_gt = [], [], 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """All detections of one class over the dataset: ``(scores [D], matched [T, D], ignored
+    [T, D], num_gt)``, ``num_gt`` counting the objects (not the crowd regions)."""
+    none = np.zeros((len(thresholds), 0), dtype=bool)
+    scores, matched, ignored, num_gt = [np.zeros(0)], [none], [none], 0
     for p, t in zip(preds, targets):
+        mine, theirs = p["labels"] == label, t["labels"] == label
+        if not (mine.any() or theirs.any()):
+            continue  # nothing to match: most images hold a few of the classes
         geometry = "masks" if "masks" in t else "boxes"
-        gt = t[geometry][t["labels"] == label]
-        mine = p["labels"] == label
+        gt, crowd = t[geometry][theirs], t["iscrowd"][theirs]
         s = p["scores"][mine].double()
         # stable sort: equal scores keep their input order, as in COCO (mergesort)
         order = torch.sort(s, descending=True, stable=True).indices[:max_dets]
         dets = p[geometry][mine][order]
-        num_gt += len(gt)
+        num_gt += int((~crowd).sum())
         scores.append(s[order].numpy())
-        iou = mask_iou(dets, gt) if geometry == "masks" else box_iou(dets.double(), gt.double())
-        matched.append(_match_image(iou.numpy(), thresholds))
-    return np.concatenate(scores), np.concatenate(matched, axis=1), num_gt
+        overlaps = _overlaps(dets, gt, crowd, geometry).numpy()
+        image_matched, image_ignored = _match_image(overlaps, crowd.numpy(), thresholds)
+        matched.append(image_matched)
+        ignored.append(image_ignored)
+    return (
+        np.concatenate(scores),
+        np.concatenate(matched, axis=1),
+        np.concatenate(ignored, axis=1),
+        num_gt,
+    )
 
 
-def _average_precision(scores: np.ndarray, matched: np.ndarray, num_gt: int) -> np.ndarray:
-    """COCO's 101-point interpolated AP of one class at every threshold: ``[T]``."""
+def _average_precision(
+    scores: np.ndarray, matched: np.ndarray, ignored: np.ndarray, num_gt: int
+) -> np.ndarray:
+    """COCO's 101-point interpolated AP of one class at every threshold: ``[T]``. Ignored
+    detections (in a crowd region) count as neither true nor false positives."""
     order = np.argsort(-scores, kind="mergesort")
     tp = np.cumsum(matched[:, order], axis=1, dtype=np.float64)  # [T, D]
-    fp = np.cumsum(~matched[:, order], axis=1, dtype=np.float64)
+    fp = np.cumsum(~matched[:, order] & ~ignored[:, order], axis=1, dtype=np.float64)
     recall = tp / num_gt
     precision = tp / (tp + fp + np.spacing(1))
     # The interpolated precision at recall r is the best precision at any recall >= r: a running
@@ -176,20 +250,27 @@ def mean_average_precision(
 
     As in COCO (``pycocotools``, and ``torchmetrics``' ``MeanAveragePrecision``, which this
     equals): at most ``max_detections`` best-scored detections per image and class; AP is read at
-    101 recall levels; a class without any ground-truth box is left out of the mean (its AP is
-    -1) and so is the whole mean when there is no ground truth at all.
+    101 recall levels; crowd regions (``"iscrowd"``) are matched as COCO does (see the module
+    docstring); a class without any ground-truth object is left out of the mean (its AP is -1)
+    and so is the whole mean when there is no ground truth at all.
     """
     if iou_type not in _GEOMETRY:
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    if not len(iou_thresholds):
+        raise ValueError("iou_thresholds is empty: give at least one, e.g. [0.5]")
+    for t in iou_thresholds:
+        check_iou_threshold(t, "each of iou_thresholds")
     preds, targets = _prepare(preds, targets, _GEOMETRY[iou_type])
     thresholds = np.asarray(iou_thresholds, dtype=np.float64)
     labels = [d["labels"].long() for d in (*preds, *targets)]
     classes = torch.cat(labels).unique() if labels else torch.zeros(0, dtype=torch.int64)
     ap = np.full((len(classes), len(thresholds)), -1.0)  # -1: class without ground truth
     for k, label in enumerate(classes.tolist()):
-        scores, matched, num_gt = _evaluate_class(preds, targets, label, thresholds, max_detections)
+        scores, matched, ignored, num_gt = _evaluate_class(
+            preds, targets, label, thresholds, max_detections
+        )
         if num_gt:
-            ap[k] = _average_precision(scores, matched, num_gt)
+            ap[k] = _average_precision(scores, matched, ignored, num_gt)
     has_gt = ap[:, 0] >= 0
 
     def mean(values: np.ndarray) -> float:
@@ -219,13 +300,16 @@ def precision_recall_curve(
 
     Returns ``(precision [D], recall [D])``: after the ``k`` best-scored detections of the class
     (over the whole dataset), the fraction of them that are right and the fraction of the
-    ground-truth boxes found. Empty arrays if the class has no detections; recall is ``nan`` if it
-    has no ground truth.
+    ground-truth objects found. Detections ignored in a crowd region are left out. Empty arrays
+    if the class has no detections; recall is ``nan`` if it has no ground truth.
     """
     preds, targets = _prepare(preds, targets)
-    thresholds = np.array([iou_threshold], dtype=np.float64)
-    scores, matched, num_gt = _evaluate_class(preds, targets, label, thresholds, max_detections)
-    hits = matched[0, np.argsort(-scores, kind="mergesort")]
+    thresholds = np.array([check_iou_threshold(iou_threshold)], dtype=np.float64)
+    scores, matched, ignored, num_gt = _evaluate_class(
+        preds, targets, label, thresholds, max_detections
+    )
+    order = np.argsort(-scores, kind="mergesort")
+    hits = matched[0, order][~ignored[0, order]]
     tp = np.cumsum(hits, dtype=np.float64)
     precision = tp / np.arange(1, len(hits) + 1)
     recall = tp / num_gt if num_gt else np.full(len(hits), np.nan)

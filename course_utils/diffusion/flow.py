@@ -9,7 +9,7 @@ and samples by integrating that velocity field as an ODE in a handful of steps
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +18,11 @@ from tqdm.auto import tqdm
 
 from .guidance import guided_prediction
 from .samplers import sampling_mode, start_sampling
-from .schedule import broadcast_per_sample, draw_noise
+from .schedule import broadcast_per_sample, draw_noise, per_sample_message
 from .training import drop_labels, train_denoiser
 
 __all__ = [
+    "check_flow_model",
     "FLOW_TIME_SCALE",
     "fm_path",
     "fm_target",
@@ -38,8 +39,8 @@ FLOW_TIME_SCALE = 1000.0
 
 
 def _check_flow_time(t: torch.Tensor, batch: int) -> None:
-    if t.shape != (batch,):
-        raise ValueError(f"t must have shape [B] = [{batch}], got {tuple(t.shape)}")
+    if not isinstance(t, torch.Tensor) or t.shape != (batch,):
+        raise ValueError(per_sample_message("t", t, batch))
     if not t.is_floating_point() or t.min() < 0 or t.max() > 1:
         raise ValueError("flow times t must be floats in [0, 1] (0 = noise, 1 = data)")
 
@@ -139,6 +140,17 @@ def _flow_steps(num_steps: int) -> list[tuple[float, float]]:
     return list(zip(times[:-1], times[1:]))
 
 
+def check_flow_model(model: nn.Module) -> None:
+    """Refuse a shipped diffusion model (``model.config["noise_schedule"]``): it predicts the
+    noise ε at integer steps, not a velocity at flow times, and Euler steps on it give noise."""
+    config = getattr(model, "config", None)
+    if isinstance(config, Mapping) and "noise_schedule" in config:
+        raise ValueError(
+            "this is a diffusion model (trained to predict noise under a noise schedule): sample "
+            "it with sample_ddpm or sample_ddim and diffusion.trained_schedule(model)"
+        )
+
+
 def sample_euler(
     model: nn.Module,
     shape: Sequence[int],
@@ -162,6 +174,7 @@ def sample_euler(
         x_1 [B, C, H, W], the generated images (not clipped).
     """
     steps = _flow_steps(num_steps)
+    check_flow_model(model)
     x, y = start_sampling(
         model,
         shape,
@@ -202,6 +215,7 @@ def sample_heun(
     step, error like 1 / num_steps² (second order): compare at equal calls, i.e. Heun with N
     steps against Euler with 2N."""
     steps = _flow_steps(num_steps)
+    check_flow_model(model)
     x, y = start_sampling(
         model,
         shape,

@@ -29,7 +29,6 @@ from .unet import ConditionalUNet
 __all__ = [
     "train_autoencoder_digits",
     "train_diffusion_digits",
-    "train_latent_diffusion_digits",
     "train_flow_digits",
     "train_noisy_classifier_digits",
 ]
@@ -96,17 +95,31 @@ def train_diffusion_digits(
     batch_size: int,
     p_uncond: float,
     ema_decay: float,
+    autoencoder: str | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> dict:
     """Train a class-conditional diffusion model on the training digits (``data.digits_split``)
-    and keep its EMA weights; measure how often DDIM (50 steps, guidance scale 3, noise re-derived
-    from the clipped x0) produces the requested class, judged by ``resnet_small_digits`` on 500
-    samples (50 per class).
+    and keep its EMA weights; measure how often DDIM (50 steps, guidance scale 3) produces the
+    requested class, judged by ``resnet_small_digits`` on 500 samples (50 per class).
 
-    Returns ``{"metric": "recognised", "value": ..., "recognised_unguided": ...}``.
+    With ``autoencoder`` (latent diffusion, lesson 09) the same network and recipe model the
+    digits' latent means under that shipped VAE, multiplied by
+    :func:`~course_utils.latent.latent_scale` (unit variance); samples are decoded before they
+    are judged. Pixels are clipped to [-1, 1] at each step (noise re-derived from the clipped
+    x0); latents are not bounded, so they are not.
+
+    Returns ``{"metric": "recognised", "value": ..., "recognised_unguided": ...}`` (and the
+    ``latent_scale`` with an autoencoder).
     """
     x_train, _, y_train, _ = data.digits_split(size=size)
+    decode, extra = (lambda x: x), {}
+    if autoencoder is not None:
+        vae = load(autoencoder, device=device)
+        scale = latent_scale(vae, x_train)
+        with torch.no_grad():
+            x_train = vae.encode(x_train.to(device) * 2 - 1)[0].cpu() * scale
+        decode, extra = (lambda z: vae.decode(z / scale)), {"latent_scale": scale}
     schedule = NoiseSchedule(**noise_schedule)
     ema, _ = train_diffusion(
         model,
@@ -122,82 +135,26 @@ def train_diffusion_digits(
         progress=progress,
     )
     model.load_state_dict(ema.state_dict())  # ship the averaged weights
+    clip = schedule.sample_range is not None
 
     def ddim(scale: float, wanted: torch.Tensor) -> torch.Tensor:
-        return sample_ddim(
+        x = sample_ddim(
             model,
             schedule,
-            (len(wanted), 1, size, size),
+            (len(wanted), *x_train.shape[1:]),
             num_steps=50,
             y=wanted,
             generator=torch.Generator().manual_seed(0),
             guidance_scale=scale,
             null_class=model.null_class,
-            use_clipped_model_output=True,
-            progress=False,
-        )
-
-    return _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device)
-
-
-def train_latent_diffusion_digits(
-    model: nn.Module,
-    *,
-    size: int,
-    noise_schedule: dict,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    p_uncond: float,
-    ema_decay: float,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> dict:
-    """Train a class-conditional diffusion model on the latents of ``autoencoder_digits`` (latent
-    diffusion, lesson 09): the training digits are encoded to their latent means, multiplied by
-    :func:`~course_utils.latent.latent_scale` (unit variance) and modelled by the same
-    ``ConditionalUNet`` and recipe as ``diffusion_digits``; samples are decoded and judged like
-    the pixel model's (DDIM 50, 500 samples, guidance 3 and 1).
-    """
-    x_train, _, y_train, _ = data.digits_split(size=size)
-    vae = load("autoencoder_digits", device=device)
-    scale = latent_scale(vae, x_train)
-    with torch.no_grad():
-        latents = vae.encode(x_train.to(device) * 2 - 1)[0].cpu() * scale
-    schedule = NoiseSchedule(**noise_schedule)
-    ema, _ = train_diffusion(
-        model,
-        schedule,
-        latents,
-        y_train,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        p_uncond=p_uncond,
-        ema_decay=ema_decay,
-        device=device,
-        progress=progress,
-    )
-    model.load_state_dict(ema.state_dict())
-
-    def ddim(guidance: float, wanted: torch.Tensor) -> torch.Tensor:
-        z = sample_ddim(
-            model,
-            schedule,
-            (len(wanted), *latents.shape[1:]),
-            num_steps=50,
-            y=wanted,
-            generator=torch.Generator().manual_seed(0),
-            guidance_scale=guidance,
-            null_class=model.null_class,
-            clip_sample=False,
+            clip_sample=clip,
+            use_clipped_model_output=clip,
             progress=False,
         )
         with torch.no_grad():
-            return vae.decode(z / scale)
+            return decode(x)
 
-    scores = _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device)
-    return scores | {"latent_scale": scale}
+    return _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device) | extra
 
 
 def train_flow_digits(
@@ -329,6 +286,7 @@ register(
         }
         | _AUTOENCODER_RECIPE,
         description="VAE compressing 16x16 digits to 4x4x4 latents (lesson 09)",
+        needs=("resnet_small_digits",),
         config={"in_channels": 1, "image_size": 16, "input_range": [-1, 1], "latent": [4, 4, 4]},
     )
 )
@@ -355,18 +313,22 @@ register(
         }
         | _DIFFUSION_RECIPE,
         description="Class-conditional diffusion model of the 16x16 digits (lessons 07-08)",
-        config=_PIXELS | _CONDITIONAL | {"noise_schedule": COSINE_1000},
+        needs=("resnet_small_digits",),
+        config=_PIXELS | _CONDITIONAL | {"objective": "epsilon", "noise_schedule": COSINE_1000},
     )
 )
 
 #: The latents are not bounded like pixels: no clipping to a sample range.
 _LATENT_SCHEDULE = COSINE_1000 | {"sample_range": None}
-_LATENT_RECIPE = _DIFFUSION_RECIPE | {"noise_schedule": _LATENT_SCHEDULE}
+_LATENT_RECIPE = _DIFFUSION_RECIPE | {
+    "noise_schedule": _LATENT_SCHEDULE,
+    "autoencoder": "autoencoder_digits",
+}
 register(
     Entry(
         name="latent_diffusion_digits",
         build=_unet_latents,
-        train=functools.partial(train_latent_diffusion_digits, **_LATENT_RECIPE),
+        train=functools.partial(train_diffusion_digits, **_LATENT_RECIPE),
         recipe={
             "model": "ConditionalUNet(in_channels=4, base=32, num_classes=10) on the 4x4x4 "
             "latents of autoencoder_digits, scaled by latent_scale",
@@ -376,9 +338,14 @@ register(
         }
         | _LATENT_RECIPE,
         description="Class-conditional latent diffusion model of the 16x16 digits (lesson 09)",
+        needs=("autoencoder_digits", "resnet_small_digits"),
         config={"in_channels": 4, "image_size": 4, "sample_range": None, "num_classes": 10}
         | _CONDITIONAL
-        | {"noise_schedule": _LATENT_SCHEDULE, "autoencoder": "autoencoder_digits"},
+        | {
+            "objective": "epsilon",
+            "noise_schedule": _LATENT_SCHEDULE,
+            "autoencoder": "autoencoder_digits",
+        },
     )
 )
 
@@ -397,7 +364,10 @@ register(
         }
         | _FLOW_RECIPE,
         description="Class-conditional flow-matching model of the 16x16 digits (lesson 10)",
-        config=_PIXELS | _CONDITIONAL | {"time": "flow time in [0, 1], fed as 1000 t"},
+        needs=("resnet_small_digits",),
+        config=_PIXELS
+        | _CONDITIONAL
+        | {"objective": "flow matching", "time": "flow time in [0, 1], fed as 1000 t"},
     )
 )
 

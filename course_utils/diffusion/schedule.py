@@ -37,6 +37,7 @@ __all__ = [
     "check_timesteps",
     "check_sample_range",
     "broadcast_per_sample",
+    "per_sample_message",
     "draw_noise",
     "q_sample",
 ]
@@ -134,6 +135,12 @@ def check_trained_schedule(model: nn.Module, schedule: NoiseSchedule) -> None:
     the same t means another noise level, and the samples are mostly noise -- without any error.
     Models that record no schedule (your own, diffusers') are not checked.
     """
+    config = getattr(model, "config", None)
+    if isinstance(config, Mapping) and config.get("objective") == "flow matching":
+        raise ValueError(
+            "this is a flow-matching model (it predicts velocities, not noise): sample it with "
+            "sample_euler or sample_heun"
+        )
     trained = _trained_config(model)
     if trained is None:
         return
@@ -180,6 +187,15 @@ def check_sample_range(schedule: NoiseSchedule, x: torch.Tensor, name: str = "x0
     )
 
 
+def per_sample_message(name: str, value, batch: int) -> str:
+    """The error for a timestep (or flow time) that is not one value per image."""
+    got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    return (
+        f"{name} must hold one value per image, shape [B] = [{batch}], got {got}: for the same "
+        f"{name} everywhere use torch.full(({batch},), {name})"
+    )
+
+
 def broadcast_per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-sample values [B] -> [B, 1, 1, ...] so that they scale every element of ``like``."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
@@ -217,8 +233,8 @@ def q_sample(
     """
     if noise.shape != x0.shape:
         raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    if t.shape != (x0.shape[0],):
-        raise ValueError(f"t must have shape [B] = [{x0.shape[0]}], got {tuple(t.shape)}")
+    if not isinstance(t, torch.Tensor) or t.shape != (x0.shape[0],):
+        raise ValueError(per_sample_message("t", t, x0.shape[0]))
     check_timesteps(schedule, t)
     check_sample_range(schedule, x0)
     alpha_bar = schedule.alphas_cumprod.to(device=x0.device, dtype=x0.dtype)[t.to(x0.device)]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .schedule import per_sample_message
+
 __all__ = ["timestep_embedding", "ResBlock", "ConditionalUNet"]
 
 
@@ -95,6 +97,8 @@ class ConditionalUNet(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
+            raise ValueError(per_sample_message("t", t, x.shape[0]))
         if x.shape[-2] % 4 or x.shape[-1] % 4:
             raise ValueError(f"height and width must be divisible by 4, got {tuple(x.shape[-2:])}")
         if y is None:

@@ -105,6 +105,11 @@ def mean_iou(
     is neither predicted nor present has an empty union: its IoU is undefined (``nan``) and it is
     left out of the mean, so it neither rewards nor punishes the model.
 
+    ``ignore_index`` may be a real class, e.g. 0 to score only the objects and not the
+    background: its pixels in the target are not counted (a pixel of another class predicted as
+    it is still a miss for that class), and the class itself is not scored: ``nan``, out of the
+    mean, as in torchmetrics' ``MulticlassJaccardIndex(ignore_index=0)``.
+
     Args:
         pred: labels [N, ...] or logits [N, K, ...].
         target: labels [N, ...]; pixels equal to ``ignore_index`` are not counted.
@@ -113,12 +118,14 @@ def mean_iou(
     Returns:
         ``{"miou": float, "per_class": [K] float64 tensor}``; ``miou`` is ``nan`` if no class
         occurs at all. (torchmetrics' ``MulticlassJaccardIndex(average=None)`` reports 0 instead of
-        ``nan`` for such classes; its ``average="macro"`` skips them, as here.)
+        ``nan`` for the classes not scored; its ``average="macro"`` skips them, as here.)
     """
     cm = confusion_matrix(pred, target, num_classes, ignore_index).double()
     intersection = cm.diag()
     union = cm.sum(0) + cm.sum(1) - intersection
     per_class = intersection / union  # 0 / 0 = nan marks the classes that do not occur
-    present = union > 0
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        per_class[ignore_index] = float("nan")  # an ignored class is not scored
+    present = ~per_class.isnan()
     miou = per_class[present].mean().item() if present.any() else float("nan")
     return {"miou": miou, "per_class": per_class}

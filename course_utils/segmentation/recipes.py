@@ -153,6 +153,7 @@ register(
         }
         | _INSTANCE_RECIPE,
         description="detector_digits + a Mask R-CNN mask head: digit instance masks (lesson 04)",
+        needs=("detector_digits",),
         config=SCENE_CONFIG,
     )
 )

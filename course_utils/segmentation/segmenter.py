@@ -58,15 +58,11 @@ def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> tor
     """Label maps [N, H, W] (int64, on the CPU) of ``model`` in ``eval()`` mode on images
     [N, C, H, W], ``batch_size`` at a time, on the device the model is on.
 
-    The model is given back in the mode it came in: scoring it in the middle of a training loop
-    must not leave its batch norms frozen for the steps that follow.
+    The model is given back in the mode it came in (``predict`` does that): scoring it in the
+    middle of a training loop must not leave its batch norms frozen for the steps that follow.
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    try:
-        return predict(model, images, device=device, batch_size=batch_size).argmax(1)
-    finally:
-        model.train(was_training)  # predict() switched it to eval()
+    return predict(model, images, device=device, batch_size=batch_size).argmax(1)
 
 
 def evaluate_segmenter(model: nn.Module, pairs, num_classes: int) -> dict:
