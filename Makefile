@@ -4,8 +4,8 @@
 #   make test-e2e  `make lab` and the book in headless Chromium, screenshots in build/e2e
 #   make book   every notebook executed once, as a book (Sphinx) in build/html (FAST unless FULL=1)
 #   make slides one reveal.js deck per lesson into build/slides (and the book, from the same run)
-#   make book-offline  the book with MathJax inside it, so it needs no network (npm, once)
-#   make slides-offline  reveal.js, MathJax... for the decks, into build/slides/vendor (npm, once)
+#   make book-offline  the book with MathJax etc. inside it, so it needs no network (npm, once)
+#   make slides-offline  reveal.js, MathJax etc. for the decks, into build/slides/vendor (npm, once)
 #   make gpu-check  on a CUDA machine: notebooks, benchmarks and full lessons on the GPU (10 min)
 #   make lint · make strip · make checkpoints · make bench · make clean
 SHELL := /bin/bash
@@ -19,7 +19,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)  # containers often 
 # Notebooks run by the tests and the book keep their exercise progress (solutions notebooks
 # "pass" every exercise) away from the learner's own record in ~/.cache/course_utils.
 TEST_CACHE := COURSE_CACHE=$(CURDIR)/build/test-cache
-NBVAL := --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 .PHONY: setup lab test test-unit test-notebooks test-e2e book book-offline slides slides-offline lint strip checkpoints bench gpu-check clean distclean
 
@@ -56,16 +56,17 @@ test-e2e: $(STAMP)
 book: $(STAMP)
 	$(TEST_CACHE) $(PY) tools/book.py --out build/html $(if $(FULL),--full,)
 
-# `make book`, first unpacking MathJax into build/html/_static (npm, network once): the book then
-# needs no network, and later `make book` runs keep using that copy (`make clean` removes it)
+# `make book`, first unpacking MathJax and the widget manager into build/html/_static (npm,
+# network once): the book then needs no network, and later `make book` runs keep these copies
+# (`make clean` removes them with build/)
 book-offline: $(STAMP)
 	$(TEST_CACHE) $(PY) tools/book.py --offline --out build/html $(if $(FULL),--full,)
 
 slides: $(STAMP)
 	$(TEST_CACHE) $(PY) tools/book.py --out build/html --slides build/slides $(if $(FULL),--full,)
 
-# reveal.js, require.js, jQuery and MathJax into build/slides/vendor (npm, network once): decks
-# built afterwards need no network (`make clean` removes them with build/)
+# reveal.js, require.js, jQuery, MathJax and the widget manager into build/slides/vendor (npm,
+# network once): decks built afterwards need no network (`make clean` removes them with build/)
 slides-offline: $(STAMP)
 	$(PY) tools/slides.py offline --out build/slides
 

@@ -21,10 +21,12 @@ exclude_patterns = [".doctrees", "**/.ipynb_checkpoints"]
 # MyST-NB: show the outputs tools/book.py saved; `$x$` and `$$ ... $$` are equations (MathJax).
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath"]
-# Equations: MathJax 3 from its CDN (pinned, so that it and the local copy render alike); once
-# `make book-offline` has unpacked it into the book's _static/ folder, from there (see setup()).
+# Equations: MathJax 3 from its CDN (pinned, so that it and the local copy render alike), and
+# progress bars (ipywidgets) drawn from their saved state by the widget manager, from its CDN; once
+# `make book-offline` has unpacked them into the book's _static/ folder, from there (see setup()).
 mathjax_path = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
 LOCAL_MATHJAX = "mathjax/es5/tex-mml-chtml.js"
+LOCAL_WIDGETS = ["requirejs/require.js", "@jupyter-widgets/html-manager/dist/embed-amd.js"]
 
 html_theme = "sphinx_book_theme"
 html_context = {"default_mode": "light"}  # the lessons' figures are drawn on white
@@ -42,11 +44,19 @@ html_theme_options = {
 }
 
 
-def use_local_mathjax(app, config):
-    """Load MathJax from the book itself once `make book-offline` has put it there."""
-    if (Path(app.outdir) / "_static" / LOCAL_MATHJAX).exists():
-        config.mathjax_path = LOCAL_MATHJAX  # relative: Sphinx links it as _static/mathjax/...
+def use_local_copies(app, config):
+    """Load MathJax and the widget manager from the book itself once `make book-offline` has put
+    them there (relative paths: Sphinx links them as _static/...)."""
+    static = Path(app.outdir) / "_static"
+    if (static / LOCAL_MATHJAX).exists():
+        config.mathjax_path = LOCAL_MATHJAX
+    if all((static / path).exists() for path in LOCAL_WIDGETS):
+        config.nb_ipywidgets_js = {path: {} for path in LOCAL_WIDGETS}
+        # RequireJS, which loads the widget manager, must look for its modules (and so for its
+        # fonts) in _static/, not beside the page: "./_static/", or "../_static/" in solutions/
+        root = "document.documentElement.dataset.content_root"
+        app.add_js_file(None, body=f'var require = {{baseUrl: {root} + "_static/"}};')
 
 
 def setup(app):
-    app.connect("config-inited", use_local_mathjax)
+    app.connect("config-inited", use_local_copies)

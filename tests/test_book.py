@@ -2,8 +2,9 @@
 
 The site is built once for the module from every committed notebook, lessons and solutions,
 without executing any: `execute` is replaced by reading the notebook and giving one of its cells a
-small figure. Two lessons get their decks too (`make slides`), and a stand-in file takes the place
-of the MathJax that `make book-offline` unpacks, so the book is checked as it is offline.
+small figure (lesson 03 a progress bar too). Two lessons get their decks too (`make slides`), and
+stand-in files take the place of what `make book-offline` unpacks (MathJax, the widget manager),
+so the book is checked as it is offline.
 """
 
 import base64
@@ -44,14 +45,36 @@ def png() -> bytes:
 FIGURE = png()
 
 
+# A progress bar (tqdm, in a lesson that trains) as an executed notebook stores it: a view in the
+# cell's outputs, and the state of its widgets in the notebook's metadata.
+BAR = {
+    "version_major": 2,
+    "version_minor": 0,
+    "state": {
+        "bar": {
+            "model_module": "@jupyter-widgets/controls",
+            "model_module_version": "2.0.0",
+            "model_name": "FloatProgressModel",
+            "state": {"max": 3, "value": 3},
+        }
+    },
+}
+
+
 def with_a_figure(path: Path) -> nbformat.NotebookNode:
-    """The committed notebook, as if executed: its first code cell (after Colab's) shows FIGURE."""
+    """The committed notebook, as if executed: its first code cell (after Colab's) shows FIGURE,
+    and in lesson 03 a progress bar."""
     nb = nbformat.read(path, as_version=4)
     cell = next(
         c for c in nb.cells if c.cell_type == "code" and not c.source.startswith(nbtools.SETUP_MARK)
     )
     data = {"image/png": base64.b64encode(FIGURE).decode(), "text/plain": "<Figure>"}
     cell.outputs = [new_output("display_data", data=data)]
+    if path.stem == "03_object_detection":
+        view = {"model_id": "bar", "version_major": 2, "version_minor": 0}
+        data = {"application/vnd.jupyter.widget-view+json": view, "text/plain": "0/3"}
+        cell.outputs.append(new_output("display_data", data=data))
+        nb.metadata.widgets = {"application/vnd.jupyter.widget-state+json": BAR}
     return nb
 
 
@@ -59,9 +82,9 @@ def with_a_figure(path: Path) -> nbformat.NotebookNode:
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("book")
     out, decks = tmp / "html", tmp / "slides"
-    local_mathjax = out / "_static" / conf.LOCAL_MATHJAX  # as after `make book-offline`
-    local_mathjax.parent.mkdir(parents=True)
-    local_mathjax.write_text("// stands in for MathJax\n")
+    for local in [conf.LOCAL_MATHJAX, *conf.LOCAL_WIDGETS]:  # as after `make book-offline`
+        (out / "_static" / local).parent.mkdir(parents=True, exist_ok=True)
+        (out / "_static" / local).write_text("// stands in for the npm package's file\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COURSE_FAST", "1")  # build() sets it; the context restores it
         mp.setattr(book, "execute", with_a_figure)
@@ -179,9 +202,19 @@ def test_equations_are_typeset_by_the_local_mathjax(site):
 
 
 def test_offline_nothing_comes_from_the_network(site):
-    """With MathJax inside the book, no page loads a script, a stylesheet or an image from the
-    web."""
+    """With MathJax and the widget manager inside the book, no page loads a script, a stylesheet
+    or an image from the web."""
     out, _ = site
+    bar = page(out, Path("03_object_detection"))
+    assert [urlsplit(src).path for src in bar.scripts if "require" in src or "widgets" in src] == [
+        "_static/requirejs/require.js",
+        "_static/@jupyter-widgets/html-manager/dist/embed-amd.js",
+    ]
+    html = bar.path.read_text(encoding="utf-8")
+    assert (
+        'var require = {baseUrl: document.documentElement.dataset.content_root + "_static/"}'
+        in html
+    )
     remote = {
         f"{path.relative_to(out)}: {url}"
         for path in out.rglob("*.html")

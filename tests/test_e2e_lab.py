@@ -4,15 +4,19 @@ The test starts JupyterLab with `make lab` on a free localhost port, opens two l
 Chromium (Debian's `chromium`, driven by Playwright's Python package; Playwright downloads no
 browser), runs every cell and checks what the learner would see: every code cell ran, none raised,
 and every cell that draws a figure shows it as a decoded image. Then it builds the book and the
-deck of lesson 00 (`make slides` for one lesson, with the decks' offline copies of reveal.js and
-MathJax) and reads them from disk: no console error, every image decoded, the next-page link, the
-search and the deck's arrow key work. Screenshots go to `build/e2e/`.
+deck of lesson 00 (`make slides` for one lesson, with the decks' offline copies of reveal.js,
+MathJax...), serves them on localhost and checks them in the browser: no console error, every
+image decoded, the next-page link, the search and the deck's arrow key work. Screenshots go to
+`build/e2e/`.
 
 It needs Chromium and Playwright (`sudo apt-get install chromium`, `pip install playwright`; or
 `CHROMIUM=/path/to/chromium`). Without them the test is skipped, unless `COURSE_E2E_REQUIRED=1`
-(set by `make test-e2e`) turns the skip into a failure.
+(set by `make test-e2e`) turns the skip into a failure. The book's part also needs npm the first
+time (`make slides-offline`), when build/slides/vendor/ is missing.
 """
 
+import functools
+import http.server
 import json
 import os
 import re
@@ -22,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -268,21 +273,29 @@ SLIDE = """() => [...document.querySelectorAll(".reveal .slides > section")]
     .findIndex(section => section.classList.contains("present"))"""
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # no line per request in the test's output
+        pass
+
+
 @pytest.fixture(scope="module")
 def book_and_deck(tmp_path_factory):
     """`make slides` for lesson 00 alone: executed once in FAST mode, written as book pages and a
-    deck. The deck uses the local reveal.js and MathJax of `make slides-offline` (fetched into
+    deck, served on a free localhost port (the search page fetches the pages it quotes, which a
+    browser allows over HTTP only). Yields the URL of the folder that holds html/ and slides/.
+
+    The deck uses the local reveal.js, MathJax... of `make slides-offline` (fetched into
     build/slides/vendor with npm when missing), so that nothing comes from the web."""
     vendor = ROOT / "build" / "slides" / "vendor"
     if not all((vendor / name / "package.json").exists() for name in slides.VENDOR):
         npm = "`make slides-offline` unpacks them with npm, once, with a network"
         if shutil.which("npm") is None:
-            unavailable("no npm to fetch reveal.js and MathJax for the deck", npm)
+            unavailable("no npm to fetch reveal.js, MathJax... for the deck", npm)
         fetched = subprocess.run(
             [sys.executable, "tools/slides.py", "offline"], cwd=ROOT, capture_output=True, text=True
         )
         if fetched.returncode:
-            unavailable(f"npm could not fetch reveal.js and MathJax: {fetched.stderr[-500:]}", npm)
+            unavailable(f"npm could not fetch what the deck loads: {fetched.stderr[-500:]}", npm)
     tmp = tmp_path_factory.mktemp("book")
     (tmp / "slides").mkdir()
     (tmp / "slides" / "vendor").symlink_to(vendor)
@@ -305,14 +318,28 @@ def book_and_deck(tmp_path_factory):
         timeout=BUILD_TIMEOUT_S,
     )
     assert build.returncode == 0, f"tools/book.py failed:\n{build.stdout}\n{build.stderr}"
-    return tmp / "html", tmp / "slides"
+    handler = functools.partial(QuietHandler, directory=str(tmp))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+
+
+def console_error(msg) -> bool:
+    """An error in the browser's console; not the browser's own request for /favicon.ico, made
+    when a page names no icon (the test's server has none at its root)."""
+    return msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico")
 
 
 def open_page(chromium, errors: list[str]):
-    """A new page whose console errors and uncaught exceptions are collected in ``errors``."""
+    """A new page whose console errors, uncaught exceptions and failed requests are collected in
+    ``errors``."""
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("console", lambda msg: errors.append(msg.text) if console_error(msg) else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "response", lambda r: errors.append(f"{r.status}: {r.url}") if r.status >= 400 else None
+    )
     return page
 
 
@@ -325,14 +352,13 @@ def images_decoded(page) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_book_and_deck_in_the_browser(chromium, book_and_deck):
-    html, decks = book_and_deck
     errors: list[str] = []
     page = open_page(chromium, errors)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     # The lesson's page: every figure of the run is there, decoded.
-    lesson = html / "00_start_here.html"
-    page.goto(lesson.as_uri())
+    lesson = f"{book_and_deck}/html/00_start_here.html"
+    page.goto(lesson)
     widths = images_decoded(page)
     assert all(width > 0 for width in widths), f"broken images on the page: {widths}"
     figures = figure_cells(json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text()))
@@ -344,17 +370,17 @@ def test_book_and_deck_in_the_browser(chromium, book_and_deck):
     page.wait_for_url("**/solutions/00_start_here_solutions.html")
     assert "solutions" in page.locator("h1").first.inner_text()
     page.click("a.left-prev")
-    page.wait_for_url(lesson.as_uri())
+    page.wait_for_url(lesson)
 
     # Sphinx's search, from the files alone: a term of the lesson finds it.
-    page.goto((html / "search.html").as_uri() + "?q=checkpoints")
+    page.goto(f"{book_and_deck}/html/search.html?q=checkpoints")
     page.wait_for_selector("#search-results li a", timeout=30_000)
     found = page.locator("#search-results li a").evaluate_all("links => links.map(a => a.href)")
-    assert any(link.split("#")[0] == lesson.as_uri() for link in found), found
+    assert any(link.split("#")[0] == lesson for link in found), found
     page.screenshot(path=SHOTS / "book_search.png")
 
     # The lesson's deck, from the link on its page: its images, then one slide to the right.
-    page.goto(lesson.as_uri())
+    page.goto(lesson)
     page.click("text=Slides for this lesson")
     page.wait_for_url(re.compile(r"/slides/00_start_here\.slides\.html(#.*)?$"))  # #/: reveal.js
     page.wait_for_selector(".reveal.ready", timeout=30_000)  # reveal.js has started
@@ -363,10 +389,11 @@ def test_book_and_deck_in_the_browser(chromium, book_and_deck):
     assert page.evaluate(SLIDE) == 0
     page.keyboard.press("ArrowRight")
     page.wait_for_function(f"() => ({SLIDE})() === 1", timeout=10_000)
+    page.wait_for_timeout(1000)  # the slide's transition (0.8 s) ends before the screenshot
     page.screenshot(path=SHOTS / "deck_00_start_here.png")
     page.keyboard.press("ArrowLeft")
     page.click("text=Read this lesson in the book")
-    page.wait_for_url(lesson.as_uri())
+    page.wait_for_url(lesson)
     page.close()
 
     assert not errors, "console errors:\n" + "\n".join(errors)

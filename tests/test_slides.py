@@ -149,9 +149,11 @@ def test_decks_use_the_local_copies_once_fetched(tmp_path):
     for name in slides.VENDOR:  # what `python tools/slides.py offline` unpacks
         (tmp_path / "vendor" / name).mkdir(parents=True)
         (tmp_path / "vendor" / name / "package.json").write_text("{}")
-    page = deck_of(nb, tmp_path)
+    nb.metadata.widgets = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    page = deck_of(nb, tmp_path)  # with a progress bar's widgets
     assert '"vendor/reveal.js/dist/reveal.js"' in page and "vendor/requirejs/require.js" in page
     assert 'src="vendor/mathjax/MathJax.js?config=' in page
+    assert "'vendor/@jupyter-widgets/html-manager/dist/embed-amd.js'" in page
     assert not re.findall(r'(?:src|href)="https?://', page), "the deck loads nothing from the web"
     assert "fonts.googleapis.com" not in page and "mermaid" not in page
 

@@ -13,7 +13,8 @@ reveal.js decks (tools/slides.py).
 
 Notebooks executed by an earlier run stay in build/executed/: rebuilding one lesson
 (``python tools/book.py notebooks/03_object_detection.ipynb``) keeps the other pages. With
---offline, MathJax is unpacked into the book once (npm, network once): it then needs no network.
+--offline, MathJax and the widget manager (progress bars) are unpacked into the book once (npm,
+network once): it then needs no network.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from nbconvert.preprocessors import ExecutePreprocessor
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book_config"  # the book's Sphinx configuration (conf.py) and front page (index.md)
-# What --offline unpacks into the book's _static/ folder; book_config/conf.py uses it once there.
-OFFLINE = {"mathjax": "3.2.2"}
+# What --offline unpacks into the book's _static/ folder (book_config/conf.py uses it once there):
+# MathJax, and the widget manager that draws the progress bars of the lessons that train.
+OFFLINE = {"mathjax": "3.2.2", "requirejs": "2.3.4", "@jupyter-widgets/html-manager": "1.0.13"}
 
 
 @dataclass
@@ -135,13 +137,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "html")
     parser.add_argument("--slides", type=Path, help="also write a reveal.js deck per lesson here")
     parser.add_argument("--full", action="store_true", help="full lessons instead of FAST mode")
-    parser.add_argument("--offline", action="store_true", help="MathJax inside the book (npm)")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every lesson")
+    parser.add_argument("--offline", action="store_true", help="MathJax etc. in the book (npm)")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: lessons, then solutions")
     args = parser.parse_args()
     out, paths = args.out.resolve(), [p.resolve() for p in args.notebooks] or notebooks()
     source = out.parent / "executed"
     if args.offline:
-        print(f"MathJax in {fetch_offline(out)}")
+        print(f"MathJax and the widget manager in {fetch_offline(out)}")
     deck_dir = args.slides.resolve() if args.slides else None
     done = build(paths, out, args.full, deck_dir, source)
     # the run times, for `make bench` and the course map (build/book_times.json)

@@ -4,7 +4,7 @@
 
 On a machine with CUDA it
 1. runs every notebook (lessons and solutions) through nbval in FAST mode on the GPU;
-2. runs `make bench` there (bench/run.py -> build/bench-gpu.md);
+2. runs the benchmarks that use the GPU (samplers, fit) there (-> build/bench-gpu.md);
 3. runs the full versions of the lessons that fit in the time left, shortest first (by their
    recorded CPU time), each under its own deadline;
 4. files the FAST and full times in tools/lesson_times.json (the course map's GPU column) and
@@ -16,7 +16,6 @@ so and exits 0: there is nothing to check.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -30,7 +29,7 @@ OUT = ROOT / "build" / "gpu-check"
 NBVAL = [
     "--nbval-lax",
     "--nbval-current-env",
-    "--sanitize-with",
+    "--nbval-sanitize-with",
     "tests/nbval_sanitize.cfg",
     "-p",
     "no:cacheprovider",
@@ -90,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": str(ROOT / "tools"),
     }
 
-    # 1. every notebook, FAST, on the GPU; conftest.py writes build/notebook_times.json
-    times = ROOT / "build" / "notebook_times.json"
+    # 1. every notebook, FAST, on the GPU; conftest.py writes lesson_times.RUN_TIMES
+    times = lesson_times.RUN_TIMES
     times.unlink(missing_ok=True)
     code, seconds = run(
         [sys.executable, "-m", "pytest", *NBVAL, "-q", "notebooks"],
@@ -105,18 +104,25 @@ def main(argv: list[str] | None = None) -> int:
     report.failed |= code != 0
     if times.exists():
         lesson_times.record(times, "fast", "gpu", machine)
-        for path, value in sorted(json.loads(times.read_text()).items()):
+        for path, value in sorted(lesson_times.read(times).items()):
             mark = "" if value["passed"] else "  FAILED"
             report.say(f"- {Path(path).stem}: {value['seconds']:.1f} s{mark}")
 
-    # 2. the benchmarks, on the GPU
+    # 2. the benchmarks that run on the GPU (samplers, fit); the box and image ones are CPU code
     code, seconds = run(
-        [sys.executable, "bench/run.py", "--out", str(ROOT / "build" / "bench-gpu.md")],
+        [
+            sys.executable,
+            "bench/run.py",
+            "bench/bench_diffusion.py",
+            "bench/bench_train.py",
+            "--out",
+            str(ROOT / "build" / "bench-gpu.md"),
+        ],
         env | {"COURSE_FAST": "1"},
-        timeout=max(1, min(120, deadline - time.perf_counter() - 60)),
+        timeout=max(1, min(150, deadline - time.perf_counter() - 120)),
         log=OUT / "bench.log",
     )
-    report.say(f"\nmake bench on the GPU: exit {code} in {seconds:.0f} s (build/bench-gpu.md)")
+    report.say(f"\nbenchmarks on the GPU: exit {code} in {seconds:.0f} s (build/bench-gpu.md)")
     report.failed |= code not in (0, 124)
 
     # 3. full lessons, shortest first, while they fit (a GPU runs them several times faster
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             timeout=left,
             log=OUT / f"full-{stem}.log",
         )
-        if code == 0:
+        if code == 0:  # the notebook's own run time, without the book build around it
+            seconds = lesson_times.read(lesson_times.BOOK_TIMES).get(stem, {}).get("full", seconds)
             full_times[stem] = {"seconds": round(seconds, 1), "passed": True}
             report.say(f"- {stem}: {seconds:.0f} s")
         else:
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     if full_times:
         full_file = OUT / "full_times.json"
-        full_file.write_text(json.dumps(full_times, indent=1))
+        lesson_times.write(full_file, full_times)
         lesson_times.record(full_file, "full", "gpu", machine)
 
     # 4. the course map's GPU column

@@ -29,12 +29,11 @@ The lecture-script tags, set by an instructor in JupyterLab (property inspector,
 
 Exercise checker cells (``lessonNN.check_...``) are shown without their output: on a fresh run it
 says "not attempted", which is the learners' business, not the lecture's. The book ignores these
-tags: it always shows the whole lesson.
+tags: it shows the whole lesson (all but the Colab install cell, which only Colab runs).
 
-Decks load reveal.js, require.js, jQuery and MathJax from a CDN, like nbconvert itself. After
-``python tools/slides.py offline`` (npm, network once) they load local copies from
-``build/slides/vendor/`` and need no network (but for the progress bars of a full run: ipywidgets'
-widget manager still comes from its CDN).
+Decks load reveal.js, require.js, jQuery, MathJax and the widget manager (progress bars) from a
+CDN, like nbconvert itself. After ``python tools/slides.py offline`` (npm, network once) they load
+local copies from ``build/slides/vendor/`` and need no network.
 """
 
 from __future__ import annotations
@@ -71,18 +70,29 @@ DECK_WIDTH, DECK_HEIGHT = 1280, 720
 SLIDE_HEIGHT, CHARS_PER_LINE, LINE_PX, WIDTH_PX = DECK_HEIGHT - 140, 100, 28, DECK_WIDTH - 80
 # Pinned versions of what nbconvert's reveal template loads (jQuery 2.0.3 is not on npm; the
 # template configures MathJax 2).
-VENDOR = {"reveal.js": "4.0.2", "requirejs": "2.1.10", "jquery": "2.2.4", "mathjax": "2.7.7"}
-# nbconvert's reveal template with two changes. Headings keep their case: the "white" theme, the
+VENDOR = {
+    "reveal.js": "4.0.2",
+    "requirejs": "2.1.10",
+    "jquery": "2.2.4",
+    "mathjax": "2.7.7",
+    "@jupyter-widgets/html-manager": "1.0.13",  # draws the progress bars of the lessons that train
+}
+# nbconvert's reveal template with three changes. Headings keep their case: the "white" theme, the
 # one whose font ships with reveal.js (so it works offline), capitalises them, and a capital
-# epsilon is not an epsilon. And mermaid, a JavaScript module for diagrams (no lesson draws one)
-# that no browser loads from a file:// deck, is not imported.
+# epsilon is not an epsilon. Mermaid, a JavaScript module for diagrams (no lesson draws one) that
+# no browser loads from a file:// deck, is not imported. And RequireJS looks for modules in
+# vendor/, where the widget manager (progress bars) finds its fonts once fetched.
 DECK_TEMPLATE = jinja2.DictLoader(
     {
         "deck.html.j2": """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}
+{{ super() }}
+<script>require.config({baseUrl: "vendor/"});</script>
+{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block html_head_css -%}
 <style>.reveal .slides :is(h1, h2, h3, h4, h5, h6) { text-transform: none; }</style>
-{%- endblock html_head_css -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}"""
+{%- endblock html_head_css -%}"""
     }
 )
 
@@ -205,6 +215,7 @@ def exporter(deck_dir: Path) -> SlidesExporter:
             require_js_url="vendor/requirejs/require.js",
             jquery_url="vendor/jquery/dist/jquery.min.js",
             mathjax_url="vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+            widget_renderer_url="vendor/@jupyter-widgets/html-manager/dist/embed-amd.js",
         )
     return SlidesExporter(exclude_input_prompt=True, exclude_output_prompt=True, **options)
 
@@ -246,7 +257,7 @@ def main() -> int:
     parser.add_argument("command", choices=["offline"])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "slides")
     args = parser.parse_args()
-    print(f"reveal.js, require.js, jQuery and MathJax in {fetch_offline(args.out)}")
+    print(f"reveal.js, require.js, jQuery, MathJax, html-manager in {fetch_offline(args.out)}")
     return 0
 
 
