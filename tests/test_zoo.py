@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -347,3 +348,34 @@ def test_make_checkpoints_trains_what_an_entry_needs_first():
             assert order.index(needed) < order.index(name)
     assert order.index("resnet_small_digits") < order.index("autoencoder_digits")
     assert zoo._in_training_order(["instance_digit_scenes"]) == ["instance_digit_scenes"]
+
+
+@pytest.mark.slow
+def test_a_cheap_entry_retrained_in_full_matches_its_shipped_file(tmp_path):
+    # LeNet-5 trains in seconds: retrain it from its recipe, exactly as `make checkpoints` does
+    shipped = zoo.info("lenet5_digits")
+    again = zoo.train_checkpoint("lenet5_digits", root=tmp_path)
+    if (shipped["trained_on"], shipped["torch"]) == (again["trained_on"], again["torch"]):
+        assert again["sha256"] == shipped["sha256"]  # same processor and torch: the same bytes
+    else:  # another processor rounds differently: the same metric within a test image or two
+        assert again["metric"]["value"] == pytest.approx(shipped["metric"]["value"], abs=2.5 / 450)
+    assert again["fingerprint"]["values"] == pytest.approx(
+        shipped["fingerprint"]["values"], rel=1e-4
+    )
+
+
+def test_the_checkpoint_table_quotes_the_manifest():
+    # data/checkpoints/README.md lists each entry with its metric: it must be the recorded one
+    table = (zoo.CHECKPOINT_DIR / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    manifest = json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text())
+    assert set(rows) == set(manifest)
+    for name, record in manifest.items():
+        values = [record["metric"]["value"], *record.get("scores", {}).values()]
+        quoted = [float(x) for x in re.findall(r"(?<![\d.])\d\.\d{3,5}(?!\d)", rows[name])]
+        assert quoted, f"{name}: no metric quoted"
+        for number in quoted:  # every number quoted is a recorded one, rounded as written
+            decimals = len(f"{number}".split(".")[1])
+            assert any(abs(round(v, 4) - number) <= 0.6 * 10**-decimals for v in values), (
+                f"{name}: {number} is not in its manifest record {values}"
+            )
