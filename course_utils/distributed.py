@@ -11,7 +11,7 @@ three lines more than on one device, and :func:`~course_utils.train.fit` does th
     distributed.cleanup()
 
 Run without ``torchrun`` the same script trains on one device: :func:`setup` then starts nothing.
-This module is also that script, training LeNet-5 on the embedded digits (appendix lesson 12)::
+This module is also that script, training LeNet-5 on the embedded digits (appendix lesson 13)::
 
     torchrun --standalone --nproc-per-node 2 -m course_utils.distributed --epochs 10
 """

@@ -15,7 +15,7 @@ timestep) plugs in through ``train_step`` instead of a new copy of the loop.
 The same call runs unchanged on several GPUs (or CPU processes) under ``torchrun``: when a process
 group is initialised (:func:`course_utils.distributed.setup`), :func:`fit` wraps the model in
 ``DistributedDataParallel``, gives each process its own shard of every epoch, averages the numbers
-it records over the processes and shows its progress bar on rank 0 only (appendix lesson 12).
+it records over the processes and shows its progress bar on rank 0 only (appendix lesson 13).
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-import math
-
 import pytest
 import torch
 from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed
-from torch import nn
 
 from course_utils.exercises import lesson12
 
@@ -13,29 +10,49 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 # ------------------------------------------------------------------ right answers
 
 
-def shard(n, world_size, rank):
-    per_rank = math.ceil(n / world_size)
-    indices = list(range(n))
-    indices += indices[: per_rank * world_size - n]  # pad with repeats from the start
-    return indices[rank::world_size]
+def bpe(word, rules):
+    pieces = [*word[:-1], word[-1] + "</w>"]
+    ranks = {pair: i for i, pair in enumerate(rules)}
+    while len(pieces) > 1:  # the textbook form: join the best-ranked pair present, repeat
+        pairs = [(ranks.get(p, len(ranks)), i) for i, p in enumerate(zip(pieces, pieces[1:]))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
 
 
-def scale_lr(base_lr, base_batch, batch_per_rank, world_size):
-    return base_lr * batch_per_rank * world_size / base_batch
+def guided_noise(unet, latents, t, prompt_tokens, negative_tokens, scale):
+    both = unet(
+        torch.cat([latents] * 2),
+        t,
+        encoder_hidden_states=torch.cat([negative_tokens, prompt_tokens]),
+    ).sample
+    negative, prompt = both.chunk(2)
+    return negative + scale * (prompt - negative)
 
 
-def data_parallel_grads(model, x, y, world_size):
-    per_copy = []
-    for xs, ys in zip(x.chunk(world_size), y.chunk(world_size)):
-        loss = nn.functional.cross_entropy(model(xs), ys)
-        per_copy.append(torch.autograd.grad(loss, list(model.parameters())))
-    return [torch.stack(gs).mean(0) for gs in zip(*per_copy)]
+def attention_weights(query, key, heads):
+    q = query.unflatten(-1, (heads, -1)).transpose(1, 2)  # [B, heads, N, d]
+    k = key.unflatten(-1, (heads, -1)).transpose(1, 2)
+    return (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1)
+
+
+def img2img_start(scheduler, latents, noise, num_inference_steps, strength):
+    scheduler.set_timesteps(num_inference_steps)
+    run = int(num_inference_steps * strength)
+    timesteps = scheduler.timesteps[len(scheduler.timesteps) - run :]
+    return timesteps, scheduler.add_noise(latents, noise, timesteps[:1])
 
 
 CHECKS = {
-    "12.1 shard indices": (lesson12.check_shard, shard),
-    "12.2 learning-rate scaling": (lesson12.check_scale_lr, scale_lr),
-    "12.3 averaging gradients": (lesson12.check_data_parallel_grads, data_parallel_grads),
+    "12.1 byte-pair encoding of a word": (lesson12.check_bpe, bpe),
+    "12.2 classifier-free guidance with a negative prompt": (
+        lesson12.check_guided_noise,
+        guided_noise,
+    ),
+    "12.3 cross-attention weights per head": (lesson12.check_attention_weights, attention_weights),
+    "12.4 the start of image-to-image": (lesson12.check_img2img_start, img2img_start),
 }
 
 
@@ -43,75 +60,68 @@ def test_right_answers_pass():
     assert_right_answers_pass(CHECKS)
 
 
-def test_other_right_answers_pass():
-    def shard_with_tensor(n, world_size, rank):
-        per_rank = -(-n // world_size)  # ceil(n / world_size)
-        return (torch.arange(per_rank * world_size) % n)[rank::world_size]  # % n: the padding
-
-    def grads_by_backward(model, x, y, world_size):  # accumulate .grad, then divide
-        for xs, ys in zip(x.chunk(world_size), y.chunk(world_size)):
-            nn.functional.cross_entropy(model(xs), ys).backward()
-        return [p.grad / world_size for p in model.parameters()]
-
-    assert lesson12.check_shard(shard_with_tensor).passed
-    assert lesson12.check_data_parallel_grads(grads_by_backward).passed
-
-
-@pytest.mark.parametrize("name", CHECKS)
+@pytest.mark.parametrize("name", list(CHECKS))
 def test_stub_is_not_attempted(name):
     assert_stub_not_attempted(CHECKS, name)
-
-
-def test_reference_shard_covers_every_index_once_or_pads():
-    for n, world_size in [(10, 3), (8, 2)]:
-        shards = [lesson12.reference_shard(n, world_size, r) for r in range(world_size)]
-        assert len({len(s) for s in shards}) == 1  # equal lengths: equal numbers of steps
-        assert set().union(*shards) == set(range(n))
-        assert sum(map(len, shards)) - n == -n % world_size  # the padding, and nothing more
 
 
 # ------------------------------------------------------------------ wrong answers get hints
 
 
-def test_shard_hints():
-    def no_padding(n, world_size, rank):
-        return list(range(rank, n, world_size))
+def test_bpe_hints():
+    assert failed(lesson12.check_bpe(lambda w, r: list(w)), "</w>")
 
-    def dropped(n, world_size, rank):
-        return list(range(rank, n - n % world_size, world_size))
+    # one left-to-right pass that joins each letter onto the piece before it when a rule allows
+    def left_to_right(word, rules):
+        pieces = [word[0]]
+        for letter in [*word[1:-1], word[-1] + "</w>"] if len(word) > 1 else []:
+            if (pieces[-1], letter) in rules:
+                pieces[-1] += letter
+            else:
+                pieces.append(letter)
+        return pieces if len(word) > 1 else [word + "</w>"]
 
-    def blocks(n, world_size, rank):
-        per_rank = math.ceil(n / world_size)
-        return ((list(range(n)) * 2)[: per_rank * world_size])[rank * per_rank :][:per_rank]
-
-    assert failed(lesson12.check_shard(no_padding), "pad", "forever")
-    assert failed(lesson12.check_shard(dropped), "drop_last")
-    assert failed(lesson12.check_shard(blocks), "like cards")
-
-
-def test_scale_lr_hints():
-    assert failed(lesson12.check_scale_lr(lambda lr, b0, b, w: lr * b / b0), "effective batch")
-    assert failed(lesson12.check_scale_lr(lambda lr, b0, b, w: lr * (b * w / b0) ** 0.5), "square")
-    assert failed(lesson12.check_scale_lr(lambda lr, b0, b, w: lr * b0 / (b * w)), "upside down")
-    assert failed(lesson12.check_scale_lr(lambda lr, b0, b, w: "0.1"), "one number")
+    assert failed(lesson12.check_bpe(left_to_right), "in order")
 
 
-def test_gradient_hints():
-    def summed(model, x, y, world_size):
-        return [g * world_size for g in data_parallel_grads(model, x, y, world_size)]
+def test_guidance_hints():
+    def swapped(unet, latents, t, p, n, s):
+        return guided_noise(unet, latents, t, n, p, s)
 
-    def first_shard(model, x, y, world_size):
-        xs, ys = x.chunk(world_size)[0], y.chunk(world_size)[0]
-        return torch.autograd.grad(nn.functional.cross_entropy(model(xs), ys), model.parameters())
+    assert failed(lesson12.check_guided_noise(swapped), "swapped")
+    assert failed(
+        lesson12.check_guided_noise(
+            lambda u, x, t, p, n, s: u(x, t, encoder_hidden_states=p).sample
+        ),
+        "ε_neg + s",
+    )
 
-    def sum_loss(model, x, y, world_size):
-        per_copy = []
-        for xs, ys in zip(x.chunk(world_size), y.chunk(world_size)):
-            loss = nn.functional.cross_entropy(model(xs), ys, reduction="sum")
-            per_copy.append(torch.autograd.grad(loss, list(model.parameters())))
-        return [torch.stack(gs).mean(0) for gs in zip(*per_copy)]
 
-    assert failed(lesson12.check_data_parallel_grads(summed), "averages")
-    assert failed(lesson12.check_data_parallel_grads(first_shard), "first shard")
-    assert failed(lesson12.check_data_parallel_grads(sum_loss), "mean")
-    assert failed(lesson12.check_data_parallel_grads(lambda m, x, y, w: []), "one gradient")
+def test_attention_hints():
+    def over_pixels(q, k, heads):
+        return attention_weights(q, k, heads).softmax(-2)  # not right whatever it normalises
+
+    def wrong_scale(q, k, heads):
+        q2, k2 = (v.unflatten(-1, (heads, -1)).transpose(1, 2) for v in (q, k))
+        return (q2 @ k2.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1)
+
+    def pixel_softmax(q, k, heads):
+        q2, k2 = (v.unflatten(-1, (heads, -1)).transpose(1, 2) for v in (q, k))
+        return (q2 @ k2.transpose(-1, -2) / q2.shape[-1] ** 0.5).softmax(-2)
+
+    assert failed(lesson12.check_attention_weights(pixel_softmax), "last axis")
+    assert failed(lesson12.check_attention_weights(wrong_scale), "square root")
+    assert failed(lesson12.check_attention_weights(over_pixels), "softmax")
+    assert failed(lesson12.check_attention_weights(lambda q, k, h: q), "shape")
+
+
+def test_img2img_hints():
+    def inverted(scheduler, latents, noise, steps, strength):
+        return img2img_start(scheduler, latents, noise, steps, 1 - strength)
+
+    def clean_start(scheduler, latents, noise, steps, strength):
+        timesteps, _ = img2img_start(scheduler, latents, noise, steps, strength)
+        return timesteps, latents
+
+    assert failed(lesson12.check_img2img_start(inverted), "not the share")
+    assert failed(lesson12.check_img2img_start(clean_start), "add_noise")

@@ -12,6 +12,8 @@ notebooks run offline, in a lecture hall or on a train:
   semantic masks) made by pasting real digits onto crops of real photos; :func:`digit_scenes`
   and :func:`scene_masks` keep a set of them in memory as the training pairs of a detector and
   of a semantic segmenter.
+* :func:`captioned_scenes` -- coloured digits placed on a canvas, each scene with a caption
+  ("a green 2 above a yellow 5") and its structured target, for text-to-image.
 
 The big classics (CIFAR-10, MNIST, Fashion-MNIST) come from torchvision when a network is there:
 :func:`cifar10`, :func:`mnist`, :func:`fashion_mnist` raise :class:`DatasetUnavailable` with one
@@ -22,11 +24,13 @@ One idea per file:
 - ``photos``: the bundled photographs; ``handwritten``: the digits and their fixed split;
   ``folder``: class-per-folder image sets.
 - ``scenes``: digit scenes for detection and segmentation, and the two domains of
-  :func:`coloured_digits`; ``shapes``: the circles set of the U-Net exercise (:func:`circles`).
+  :func:`coloured_digits`; ``captions``: the captioned scenes of text-to-image; ``shapes``: the circles set of the U-Net exercise (:func:`circles`).
 - ``online``: the torchvision datasets, their downloads and the offline fallback
   (:func:`load_dataset` picks one by name).
 """
 
+from .captions import *  # noqa: F403
+from .captions import __all__ as _captions
 from .folder import *  # noqa: F403
 from .folder import __all__ as _folder
 from .handwritten import *  # noqa: F403
@@ -40,4 +44,4 @@ from .scenes import __all__ as _scenes
 from .shapes import *  # noqa: F403
 from .shapes import __all__ as _shapes
 
-__all__ = [*_photos, *_handwritten, *_folder, *_scenes, *_shapes, *_online]
+__all__ = [*_photos, *_handwritten, *_folder, *_scenes, *_captions, *_shapes, *_online]

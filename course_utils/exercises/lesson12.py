@@ -1,159 +1,208 @@
-"""Checkers for the exercises of ``12_appendix_multi_gpu``.
+"""Checkers for the exercises of ``12_text_to_image``.
 
-Each checker compares the learner's answer with what PyTorch itself does (``DistributedSampler``,
-the gradient of the whole batch) or with the rule the lesson states (linear learning-rate
-scaling); a wrong answer fails with a hint about the most likely mistake.
+Each checker calls the learner's answer on small inputs and compares it with a reference from the
+libraries themselves: the course's BPE rules and transformers' ``CLIPTokenizer``, a tiny
+diffusers ``UNet2DConditionModel`` and ``Attention`` layer, and the schedule of diffusers'
+image-to-image pipeline. A wrong answer fails with a hint about the most likely mistake.
 """
 
-import copy
-import math
-
 import torch
-from torch import nn
-from torch.utils.data import DistributedSampler
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
 
-from . import exercise
-
-# --------------------------------------------------------------------------------------------
-# 12.1 Which indices does a rank get?
-# --------------------------------------------------------------------------------------------
-
-
-def reference_shard(n: int, world_size: int, rank: int) -> list[int]:
-    """What ``DistributedSampler(shuffle=False)`` gives rank ``rank`` of a data set of ``n``."""
-    return list(DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=False))
-
-
-@exercise("12.1 shard indices")
-def check_shard(my_shard) -> None:
-    """``my_shard(n, world_size, rank) -> list of indices`` equal to ``DistributedSampler``'s
-    (without shuffling), for data sets that split evenly and ones that do not."""
-    for n, world_size in [(8, 2), (10, 3), (5, 4), (7, 1), (9, 2)]:
-        for rank in range(world_size):
-            out = my_shard(n, world_size, rank)
-            assert isinstance(out, (list, tuple, range, torch.Tensor)), (
-                f"return a list of indices, got {type(out).__name__}"
-            )
-            out = [int(i) for i in out]
-            expected = reference_shard(n, world_size, rank)
-            if out == expected:
-                continue
-            where = f"n={n}, world_size={world_size}, rank={rank}"
-            per_rank = math.ceil(n / world_size)
-            if out == list(range(rank, n, world_size)):
-                raise AssertionError(
-                    f"{where}: {out} has {len(out)} indices but every rank needs {per_rank} = "
-                    "ceil(n / world_size), so pad by repeating indices from the start. With "
-                    "unequal shards one rank runs one step more and waits forever for the others "
-                    "in the gradient all-reduce"
-                )
-            if out == list(range(rank, n - n % world_size, world_size)):
-                raise AssertionError(
-                    f"{where}: dropping the last n % world_size samples is what drop_last=True "
-                    "does; by default DistributedSampler pads with repeats instead"
-                )
-            padded = (list(range(n)) * world_size)[: per_rank * world_size]
-            if out == padded[rank * per_rank : (rank + 1) * per_rank]:
-                raise AssertionError(
-                    f"{where}: contiguous blocks also split the data, but DistributedSampler deals "
-                    "indices like cards: rank r takes r, r + world_size, r + 2 world_size, ..."
-                )
-            raise AssertionError(f"{where}: expected {expected}, got {out}")
-
+from ..diffusion.tokenizer import build_tokenizer, learn_merges
+from . import close, exercise
 
 # --------------------------------------------------------------------------------------------
-# 12.2 Effective batch size and learning rate
+# 12.1 Byte-pair encoding of one word
 # --------------------------------------------------------------------------------------------
 
+_WORDS = ("a", "red", "green", "blue", "left", "right", "below", "bottom", "3")
 
-@exercise("12.2 learning-rate scaling")
-def check_scale_lr(my_scale_lr) -> None:
-    """``my_scale_lr(base_lr, base_batch, batch_per_rank, world_size) -> lr`` by the linear
-    scaling rule: the learning rate grows in proportion to the effective batch size."""
-    cases = [(0.1, 256, 64, 8), (3e-3, 64, 32, 2), (0.05, 128, 128, 1), (1e-3, 32, 16, 4)]
-    for base_lr, base_batch, batch_per_rank, world_size in cases:
-        out = my_scale_lr(base_lr, base_batch, batch_per_rank, world_size)
-        assert isinstance(out, (int, float)) or (
-            isinstance(out, torch.Tensor) and out.numel() == 1
-        ), f"return one number (a learning rate), got {type(out).__name__}"
-        out = float(out)
-        ratio = batch_per_rank * world_size / base_batch
-        where = (
-            f"base_lr={base_lr}, base_batch={base_batch}, batch_per_rank={batch_per_rank}, "
-            f"world_size={world_size}"
+
+def reference_bpe(word: str, rules: list[tuple[str, str]]) -> list[str]:
+    """Spell ``word`` in letters (the last marked ``</w>``), then apply each rule, in order, to
+    every adjacent occurrence of its pair."""
+    pieces = [*word[:-1], word[-1] + "</w>"]
+    for pair in rules:
+        joined: list[str] = []
+        for piece in pieces:
+            if joined and (joined[-1], piece) == pair:
+                joined[-1] += piece
+            else:
+                joined.append(piece)
+        pieces = joined
+    return pieces
+
+
+@exercise("12.1 byte-pair encoding of a word")
+def check_bpe(my_bpe) -> None:
+    """``my_bpe(word, rules) -> list of pieces`` with CLIP's end-of-word marker."""
+    rules = learn_merges(_WORDS)
+    tokenizer = build_tokenizer(_WORDS)
+    for word in (*_WORDS, "bell", "tree", "gold", "eft"):
+        out = my_bpe(word, list(rules))
+        assert isinstance(out, list) and all(isinstance(p, str) for p in out), (
+            f"return a list of str pieces, got {type(out).__name__}"
         )
-        if math.isclose(out, base_lr * ratio, rel_tol=1e-6):
+        expected = reference_bpe(word, rules)
+        if out == expected:
             continue
-        if math.isclose(out, base_lr * batch_per_rank / base_batch, rel_tol=1e-6):
+        if "".join(out) != "".join(expected):
             raise AssertionError(
-                f"{where}: each optimizer step averages the gradients of every rank's batch, so "
-                "the effective batch is batch_per_rank * world_size, not batch_per_rank"
+                f"{word!r}: your pieces {out} do not spell the word with its end marker "
+                f"({''.join(expected)!r}): mark the last letter with '</w>', e.g. "
+                "['r', 'e', 'd</w>']"
             )
-        if math.isclose(out, base_lr * math.sqrt(ratio), rel_tol=1e-6):
+        if word in _WORDS:
             raise AssertionError(
-                f"{where}: that is square-root scaling (sometimes used with Adam); the linear "
-                "rule asked for here multiplies by the ratio of the batch sizes itself"
+                f"{word!r} is one of the words the rules were learned from, so it must come out "
+                f"whole ({expected}), got {out}: apply every rule in order, each to all "
+                "adjacent occurrences of its pair"
             )
-        if math.isclose(out, base_lr / ratio, rel_tol=1e-6):
-            raise AssertionError(
-                f"{where}: the ratio is upside down: a larger batch gets a larger learning rate"
-            )
-        raise AssertionError(f"{where}: expected {base_lr * ratio:.6g}, got {out:.6g}")
+        raise AssertionError(
+            f"{word!r}: expected {expected}, got {out}; rules apply in their order (the first "
+            "learned first), each joining every adjacent occurrence of its pair"
+        )
+    whole = tokenizer.tokenize("green")
+    assert my_bpe("green", list(rules)) == whole, f"CLIPTokenizer gives {whole} for 'green'"
 
 
 # --------------------------------------------------------------------------------------------
-# 12.3 Averaging gradients by hand
+# 12.2 Guidance with a negative prompt
 # --------------------------------------------------------------------------------------------
 
 
-def _problem(seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def tiny_unet(seed: int = 0) -> UNet2DConditionModel:
+    """A 2-level ``UNet2DConditionModel`` on 4x4x4 latents with 8-dimensional tokens."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
-    g = torch.Generator().manual_seed(seed)
-    return model, torch.randn(12, 5, generator=g), torch.randint(0, 3, (12,), generator=g)
+    return UNet2DConditionModel(
+        sample_size=4,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=8,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).eval()
 
 
-def _grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean"):
-    loss = nn.functional.cross_entropy(model(x), y, reduction=reduction)
-    return torch.autograd.grad(loss, list(model.parameters()))
+@exercise("12.2 classifier-free guidance with a negative prompt")
+def check_guided_noise(my_guided_noise) -> None:
+    """``my_guided_noise(unet, latents, t, prompt_tokens, negative_tokens, scale) -> ε``."""
+    unet = tiny_unet()
+    g = torch.Generator().manual_seed(12)
+    latents = torch.randn(3, 4, 4, 4, generator=g)
+    prompt, negative = torch.randn(3, 5, 8, generator=g), torch.randn(3, 5, 8, generator=g)
+    t = torch.tensor(500)
+    with torch.no_grad():
+        e_prompt = unet(latents, t, encoder_hidden_states=prompt).sample
+        e_negative = unet(latents, t, encoder_hidden_states=negative).sample
+        for scale in (1.0, 4.0, 7.5):
+            out = my_guided_noise(unet, latents.clone(), t, prompt, negative, scale)
+            assert isinstance(out, torch.Tensor) and out.shape == latents.shape, (
+                f"return the guided noise, a tensor of shape {list(latents.shape)}"
+            )
+            expected = e_negative + scale * (e_prompt - e_negative)
+            if close(out, expected, 1e-4, 1e-5):
+                continue
+            if close(out, e_prompt + scale * (e_negative - e_prompt), 1e-4, 1e-5):
+                raise AssertionError(
+                    "the two predictions are swapped: start from the negative prompt's noise "
+                    "and move toward the prompt's, ε_neg + s (ε_prompt - ε_neg)"
+                )
+            raise AssertionError(
+                f"scale {scale}: largest gap {(out - expected).abs().max():.3g} from "
+                "ε_neg + s (ε_prompt - ε_neg), with both predictions from the same latents and t"
+            )
 
 
-def _same(a, b) -> bool:
-    return all(
-        p.shape == q.shape and torch.allclose(p, q, rtol=1e-4, atol=1e-6) for p, q in zip(a, b)
+# --------------------------------------------------------------------------------------------
+# 12.3 The cross-attention weights
+# --------------------------------------------------------------------------------------------
+
+
+@exercise("12.3 cross-attention weights per head")
+def check_attention_weights(my_weights) -> None:
+    """``my_weights(query [B, N, C], key [B, T, C], heads) -> [B, heads, N, T]``."""
+    torch.manual_seed(0)
+    layer = Attention(query_dim=16, cross_attention_dim=8, heads=2, dim_head=8).eval()
+    g = torch.Generator().manual_seed(3)
+    pixels, tokens = torch.randn(2, 9, 16, generator=g), torch.randn(2, 5, 8, generator=g)
+    with torch.no_grad():
+        query, key = layer.to_q(pixels), layer.to_k(tokens)  # [2, 9, 16], [2, 5, 16]
+        expected = layer.get_attention_scores(
+            layer.head_to_batch_dim(query), layer.head_to_batch_dim(key)
+        ).unflatten(0, (2, 2))
+        out = my_weights(query, key, 2)
+    assert isinstance(out, torch.Tensor) and out.shape == expected.shape, (
+        f"return weights of shape [batch, heads, pixels, tokens] = {list(expected.shape)}, got "
+        f"{getattr(out, 'shape', type(out).__name__)}"
+    )
+    if close(out, expected, 1e-4, 1e-6):
+        return
+    if close(out.sum(-2), torch.ones_like(out.sum(-2)), 1e-4, 1e-5):
+        raise AssertionError(
+            "your weights sum to 1 over the pixels: each pixel (query) shares its attention "
+            "among the tokens, so the softmax runs over the last axis"
+        )
+    split = query.unflatten(-1, (2, 8)).transpose(1, 2), key.unflatten(-1, (2, 8)).transpose(1, 2)
+    if close(out, (split[0] @ split[1].transpose(-1, -2) / 16**0.5).softmax(-1), 1e-4, 1e-6):
+        raise AssertionError("scale by the square root of one head's width (8), not of 16")
+    if close(out, (split[0] @ split[1].transpose(-1, -2)).softmax(-1), 1e-4, 1e-6):
+        raise AssertionError("divide q · k by sqrt(d) of one head before the softmax")
+    raise AssertionError(
+        "split the channels into heads (C = heads x d), then softmax(q · k / sqrt(d)) over the "
+        f"tokens for each head; largest gap {(out - expected).abs().max():.3g}"
     )
 
 
-@exercise("12.3 averaging gradients")
-def check_data_parallel_grads(my_data_parallel_grads) -> None:
-    """``my_data_parallel_grads(model, x, y, world_size) -> [grad per parameter]``: the batch
-    split into ``world_size`` shards, one copy's cross-entropy gradient per shard, averaged. It
-    must equal the gradient of the whole batch (12 samples, so every split is even)."""
-    for seed, world_size in [(0, 2), (1, 3), (2, 4), (3, 1)]:
-        model, x, y = _problem(seed)
-        out = my_data_parallel_grads(copy.deepcopy(model), x.clone(), y.clone(), world_size)
-        params = list(model.parameters())
-        assert isinstance(out, (list, tuple)) and len(out) == len(params), (
-            f"return one gradient per parameter, in model.parameters() order ({len(params)})"
+# --------------------------------------------------------------------------------------------
+# 12.4 Where image-to-image starts
+# --------------------------------------------------------------------------------------------
+
+
+def reference_img2img_start(scheduler, latents, noise, num_inference_steps, strength):
+    """diffusers' image-to-image schedule: run the last ``strength`` share of the steps, starting
+    from the source latents noised to the first of them."""
+    scheduler.set_timesteps(num_inference_steps)
+    run = min(int(num_inference_steps * strength), num_inference_steps)
+    timesteps = scheduler.timesteps[num_inference_steps - run :]
+    return timesteps, scheduler.add_noise(latents, noise, timesteps[:1])
+
+
+@exercise("12.4 the start of image-to-image")
+def check_img2img_start(my_start) -> None:
+    """``my_start(scheduler, latents, noise, num_inference_steps, strength) -> (timesteps, x)``."""
+    config = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"}
+    g = torch.Generator().manual_seed(4)
+    latents, noise = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    for steps, strength in ((20, 0.5), (25, 0.3), (10, 0.75), (10, 1.0)):
+        expected_t, expected_x = reference_img2img_start(
+            DDIMScheduler(**config), latents, noise, steps, strength
         )
-        out = [torch.as_tensor(g).detach() for g in out]
-        for g, p in zip(out, params):
-            assert g.shape == p.shape, (
-                f"a gradient has shape {list(g.shape)}, its parameter {list(p.shape)}"
-            )
-        whole = _grads(model, x, y)
-        if _same(out, whole):
-            continue
-        where = f"world_size={world_size}"
-        if _same(out, [world_size * g for g in whole]):
+        out = my_start(DDIMScheduler(**config), latents.clone(), noise.clone(), steps, strength)
+        assert isinstance(out, tuple) and len(out) == 2, "return (timesteps, noisy latents)"
+        timesteps, x = out
+        timesteps = torch.as_tensor(timesteps)
+        what = f"{steps} steps, strength {strength}"
+        skipped = steps - len(expected_t)  # int(steps * (1 - strength)) may round one off
+        if timesteps.tolist() != expected_t.tolist() and abs(len(timesteps) - skipped) <= 1:
             raise AssertionError(
-                f"{where}: the gradients are world_size times too large: DDP averages them (the "
-                "all-reduce sums, then every rank divides by world_size)"
+                f"{what}: strength is the share of the steps that run ({len(expected_t)}), "
+                f"not the share that is skipped"
             )
-        if _same(out, _grads(model, x.chunk(world_size)[0], y.chunk(world_size)[0])):
-            raise AssertionError(f"{where}: that is the first shard's gradient alone; average all")
-        if _same(out, [g * len(x) / world_size for g in whole]):
-            raise AssertionError(
-                f"{where}: each copy must use the *mean* loss over its own shard, as training does"
-            )
-        raise AssertionError(f"{where}: the averaged gradients differ from the whole batch's")
+        assert timesteps.tolist() == expected_t.tolist(), (
+            f"{what}: expected the last {len(expected_t)} of scheduler.timesteps "
+            f"{expected_t.tolist()}, got {timesteps.tolist()}"
+        )
+        assert isinstance(x, torch.Tensor) and x.shape == latents.shape, (
+            f"return noisy latents of shape {list(latents.shape)}"
+        )
+        assert close(x, expected_x, 1e-5, 1e-6), (
+            f"{what}: noise the source latents to the first timestep that runs "
+            f"({int(expected_t[0])}) with scheduler.add_noise"
+        )
