@@ -12,11 +12,14 @@ In course order:
 - ``models/``: lesson 02 -- LeNet-5 to ConvNeXt, the inspection tools, the classifiers' recipes.
 - ``detection/``: lesson 03 -- boxes, anchors, heads, losses, mAP, the detector and its recipe.
 - ``segmentation/``: lesson 04 -- metrics, losses, U-Net, FCN, DeepLab, instance and panoptic.
-- ``transfer``: lesson 05. ``features`` and ``style``: lesson 06.
-- ``diffusion/``: lessons 07-11 -- schedules, steps, samplers, guidance, the U-Net, training,
-  flow matching, and the generative models' recipes. ``latent``: lesson 09's VAE.
+- ``transfer`` and ``selfsup`` (self-supervised pretraining, the linear probe): lesson 05.
+  ``features`` and ``style``: lesson 06.
+- ``diffusion/``: lessons 07-12 -- schedules, steps, samplers, guidance, the U-Net, training,
+  flow matching, text-to-image (tokenizer, Stable Diffusion's parts, judge, attention maps), and
+  the generative models' recipes. ``latent``: lesson 09's VAE.
 - ``quality``: judging generated digits (recognition, Fréchet distance, memorisation).
 - ``distributed``: the multi-GPU appendix. ``exercises/``: the auto-checked exercises.
+- ``widgets``: sliders that redraw a figure of lessons 01, 03, 07 and 08 (ipywidgets).
 """
 
 from .runtime import FAST, cache_dir, device, environment, in_colab, online, seed_everything

@@ -15,7 +15,7 @@ never seen a generated image.
   that draws one perfect "3" every time is recognised 100 % of the time but has a large distance,
   because its features have no spread.
 - :func:`sample_scores` -- the first two at once, for samples straight from a sampler: what every
-  sampling experiment of lessons 07-11 reports.
+  sampling experiment of lessons 07-11 reports (lesson 12 has its own judge, ``diffusion.scene_judge``).
 - :func:`memorisation` -- has the model learned digits, or memorised its 1,347 training images?
   A sample that is much closer (in pixels) to some training image than real unseen digits ever
   are is a near-copy (:func:`nearest_images` finds the closest one).

@@ -264,15 +264,15 @@ def test_the_reference_check_finds_broken_ones(tmp_path):
     copy = tmp_path / LESSON_OF["04"].name  # lesson 04 with planted references, checked against 04
     nb = json.loads(LESSON_OF["04"].read_text(encoding="utf-8"))
     planted = (
-        "As lesson 13 shows, section 12 and section 2.7 too (lessons 07-14); see section 9 of "
+        "As lesson 14 shows, section 12 and section 2.7 too (lessons 07-15); see section 9 of "
         "lesson 09 and exercise 9. Section 4.3 of the DDIM paper is fine, and so are section 5, "
         "lesson 03's section 7, section 3 of lesson 09 and exercises 2 and 3."
     )
     nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": planted})
     copy.write_text(json.dumps(nb), encoding="utf-8")
     assert broken_references(copy) == [
-        "lesson 13",
         "lesson 14",
+        "lesson 15",
         f"section 12 of {copy.name}",
         f"section 2.7 of {copy.name}",
         f"section 9 of {LESSON_OF['09'].name}",

@@ -16,6 +16,7 @@ import torch
 
 from course_utils import data, image, quality, runtime, style, train, zoo
 from course_utils.diffusion import ConditionalUNet, NoiseSchedule, ddim_step, q_sample, sample_ddim
+from course_utils.diffusion.tokenizer import build_tokenizer, check_prompt
 from course_utils.latent import VAE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,18 @@ def unknown_device(monkeypatch):
 
 # (id, trigger(tmp_path, monkeypatch), exception, fragment of its message quoted by the README)
 CASES = [
+    (
+        "unknown prompt word",
+        lambda tmp, mp: check_prompt(build_tokenizer(), "a purple 3"),
+        ValueError,
+        "unknown word(s) ['purple']; this model knows only",
+    ),
+    (
+        "prompt outside the grammar",
+        lambda tmp, mp: data.parse_caption("a red 3 near a blue 4"),
+        ValueError,
+        "is not a caption of the grammar",
+    ),
     (
         "offline dataset",
         lambda tmp, mp: data.mnist(download=True),

@@ -1,4 +1,4 @@
-"""Denoising diffusion (lessons 07-11): noise schedules, the forward process, DDPM and DDIM
+"""Denoising diffusion (lessons 07-12): noise schedules, the forward process, DDPM and DDIM
 sampling, guidance, a small conditional U-Net, its training, and flow matching.
 
 A diffusion model learns to undo a fixed, gradual noising of the data: it is trained to predict
@@ -15,6 +15,14 @@ step. Each file holds one part of the story, its docstring the maths:
 - ``training``: :func:`diffusion_loss`, conditioning dropout, :class:`EMA`, :func:`train_diffusion`.
 - ``flow``: flow matching, its loss, training and the ODE samplers :func:`sample_euler`,
   :func:`sample_heun`.
+
+Text-to-image (lesson 12) is imported by module, not re-exported here (it needs transformers):
+
+- ``tokenizer``: a CLIP tokenizer learned from the caption grammar, :func:`check_prompt`.
+- ``text_to_image``: Stable Diffusion's parts from diffusers and transformers, their training, the
+  assembled ``StableDiffusionPipeline`` and its sampling loop written out.
+- ``scene_judge``: the judge that reads generated scenes; ``cross_attention``: attention maps.
+- ``text_recipes``: the shipped judge, autoencoder and text-to-image model.
 
 Sample quality is measured in :mod:`course_utils.quality`. Every step and sampler matches Hugging
 Face diffusers' ``DDPMScheduler`` / ``DDIMScheduler`` (default settings, "leading" timestep

@@ -20,7 +20,7 @@ import functools
 import torch
 from diffusers import StableDiffusionPipeline
 
-from ..data.captions import CAPTION_WORDS, COLOURS, SLOTS, captioned_scenes
+from ..data.captions import CAPTION_WORDS, COLOURS, SLOTS, CaptionedScenes, captioned_scenes
 from ..runtime import device as default_device
 from ..zoo import Entry, load, register
 from .scene_judge import SceneJudge, judge_accuracy, prompt_accuracy, train_scene_judge
@@ -113,12 +113,11 @@ def train_autoencoder_scenes(
     }
 
 
-def prompt_scores(pipe: StableDiffusionPipeline, judge: SceneJudge, prompts, **sampling) -> dict:
-    """The judge's verdict on what ``pipe`` draws for the captions of ``prompts`` (scenes):
-    the share drawn exactly right for one-digit and two-digit prompts seen in training, and for
-    the held-out combinations; ``sampling`` goes to :func:`generate`."""
-    images = generate(pipe, prompts.captions, **sampling)
-    right = prompt_accuracy(judge, images, prompts.captions)
+def prompt_scores(right: torch.Tensor, prompts: CaptionedScenes) -> dict:
+    """The share of prompts drawn right (``right [N]``, from
+    :func:`~course_utils.diffusion.scene_judge.prompt_accuracy`) among the one-digit and the
+    two-digit prompts seen in training, and among the held-out combinations (``prompts``: the
+    scenes whose captions were the prompts); NaN for a group with no prompt."""
     seen, two = ~prompts.held_out, prompts.two
 
     def share(mask):
@@ -163,13 +162,15 @@ def train_text_to_image_scenes(
     )
     model.load_state_dict(ema.state_dict())  # ship the averaged weights
     model.eval()
-    scores = prompt_scores(
+    prompts = evaluation_prompts()
+    images = generate(
         assemble_pipeline(autoencoder, model),
-        load("scene_judge", device="cpu"),
-        evaluation_prompts(),
+        prompts.captions,
         guidance_scale=DEFAULT_GUIDANCE,
         num_inference_steps=DEFAULT_STEPS,
     )
+    right = prompt_accuracy(load("scene_judge", device="cpu"), images, prompts.captions)
+    scores = prompt_scores(right, prompts)
     return {"metric": "one_digit_prompts_right", "value": scores.pop("one_digit"), **scores}
 
 
