@@ -136,7 +136,7 @@ def test_the_table_of_contents_lists_every_lesson_then_every_solution(site):
     content = index[index.index('<div class="toctree-wrapper') :]
     listed = re.findall(r'class="reference internal" href="([^"#]+)\.html"', content)
     assert listed == [name.as_posix() for name in NAMES]
-    assert len(LESSONS) == 13 and len(NAMES) == 26  # 00-12, each with its solutions
+    assert len(LESSONS) == 14 and len(NAMES) == 28  # 00-13, each with its solutions
     assert "Solutions" in content and "07 · Diffusion models" in content
     sidebar = page(out, NAMES[-1])  # every page carries the whole table of contents
     for name in NAMES[:-1]:

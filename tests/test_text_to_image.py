@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
-from course_utils import data
-from course_utils.diffusion import cross_attention, scene_judge, text_to_image
+from course_utils import data, zoo
+from course_utils.diffusion import cross_attention, scene_judge, text_recipes, text_to_image
 from course_utils.diffusion.tokenizer import (
     MAX_TOKENS,
     build_tokenizer,
@@ -263,3 +263,34 @@ def test_prompt_accuracy_is_exact_slot_matching():
     assert changed.any() and not right[changed].any() and right[~changed].all()
     stats = scene_judge.judge_accuracy(oracle, scenes)
     assert stats == {"scenes": 1.0, "one_digit": 1.0, "two_digits": 1.0, "objects": 1.0}
+
+
+# ------------------------------------------------------------------ the shipped model
+
+
+def test_the_shipped_judge_reads_real_scenes_it_never_saw():
+    judge = zoo.load("scene_judge", device="cpu")
+    scores = scene_judge.judge_accuracy(
+        judge, data.captioned_scenes(500, "test", include_held_out=True, seed=7)
+    )
+    assert scores["scenes"] >= 0.97 and scores["objects"] >= 0.98, scores
+
+
+def test_the_shipped_pipeline_draws_what_it_is_asked():
+    pipe = text_recipes.shipped_pipeline(device="cpu")
+    prompts = text_recipes.evaluation_prompts(60)
+    images = text_to_image.generate(
+        pipe, prompts.captions, guidance_scale=4.0, num_inference_steps=10
+    )
+    right = scene_judge.prompt_accuracy(
+        zoo.load("scene_judge", device="cpu"), images, prompts.captions
+    )
+    scores = text_recipes.prompt_scores(right, prompts)
+    # 60 prompts and 10 steps (the recorded metric uses 600 and 25): a loose floor, far above
+    # an untrained model's 0
+    assert scores["one_digit"] >= 0.6 and scores["two_digits"] >= 0.35, scores
+    shipped = zoo.info("text_to_image_scenes")
+    assert shipped["metric"]["value"] >= 0.9 and shipped["scores"]["two_digits"] >= 0.7
+    assert pipe.vae.config.scaling_factor == pytest.approx(
+        zoo.load("autoencoder_scenes", device="cpu").scaling_factor.item()
+    )

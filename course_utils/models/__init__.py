@@ -14,6 +14,9 @@ One file per family, in historical order, each adding one idea:
   ``efficientnet`` (2019), channel attention, depthwise separable inverted bottlenecks, compound
   scaling (``compound_scaling``, ``EFFICIENTNET_SCALING``); ``StochasticDepth``, ``ConvBNAct``.
 - ``convnext``: ``ConvNeXtBlock`` (2022), a ConvNet modernised with Transformer habits.
+- ``regnet``: ``regnet_block_widths``, ``regnet_stages`` (2020), a design space instead of one
+  network: stage widths and depths from a quantised linear rule (``RegNetStages``,
+  ``REGNET_QUANTUM``).
 
 Every model checks its input with ``checks.check_input`` and says what it expected;
 ``input_size`` is the [C, H, W] it was designed for. ``inspect`` holds the tools:
@@ -35,6 +38,8 @@ from .inspect import *  # noqa: F403
 from .inspect import __all__ as _inspect
 from .lenet import *  # noqa: F403
 from .lenet import __all__ as _lenet
+from .regnet import *  # noqa: F403
+from .regnet import __all__ as _regnet
 from .resnet import *  # noqa: F403
 from .resnet import __all__ as _resnet
 from .vgg import *  # noqa: F403
@@ -48,6 +53,7 @@ __all__ = [
     *_resnet,
     *_efficientnet,
     *_convnext,
+    *_regnet,
     *_inspect,
     *_checks,
 ]
