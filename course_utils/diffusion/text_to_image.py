@@ -33,7 +33,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..data.captions import CaptionedScenes
 from ..train import fit, fit_one_cycle
-from .tokenizer import MAX_TOKENS, build_tokenizer
+from .tokenizer import MAX_TOKENS, build_tokenizer, check_prompt
 from .training import EMA, seeded_loader
 
 __all__ = [
@@ -263,18 +263,20 @@ def assemble_pipeline(
     autoencoder: SceneAutoencoder, denoiser: TextConditionedDenoiser
 ) -> StableDiffusionPipeline:
     """diffusers' ``StableDiffusionPipeline`` made of the course's trained parts, the course's
-    tokenizer and a DDIM scheduler on the training schedule ("trailing" spacing: the first step
-    starts from pure noise, t = 999, which matters with few steps). No safety checker: the
-    model draws digits.
+    tokenizer and a DDIM scheduler on the training schedule, with Stable Diffusion's "leading"
+    spacing and ``steps_offset=1``. No safety checker: the model draws digits.
+
+    Not "trailing" spacing: it starts at t = 999, where the cosine schedule leaves almost no
+    signal (sqrt(ᾱ_999) ~ 1e-4), and DDIM's estimate x̂0 = (x_t - sqrt(1 - ᾱ_t) ε̂) / sqrt(ᾱ_t)
+    multiplies the network's error by 1 / sqrt(ᾱ_t): an ε-prediction model's first step then
+    lands far off (lesson 11's pitfall of the cosine schedule's end).
 
     The pipeline reads the latent scale from ``vae.config.scaling_factor``, so the autoencoder's
     trained scale is written there.
     """
     vae = autoencoder.vae
     vae.register_to_config(scaling_factor=autoencoder.scaling_factor.item())
-    scheduler = DDIMScheduler(
-        **NOISE_SCHEDULE, timestep_spacing="trailing", set_alpha_to_one=False, steps_offset=1
-    )
+    scheduler = DDIMScheduler(**NOISE_SCHEDULE, set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=denoiser.text_encoder,
@@ -287,6 +289,19 @@ def assemble_pipeline(
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _check_prompts(pipe: StableDiffusionPipeline, prompts, negative_prompt: str | None) -> None:
+    """A clear error for what the pipeline itself would take silently: a single string instead
+    of a list, no prompt at all, a word the text encoder never saw, a prompt too long."""
+    if isinstance(prompts, str) or not isinstance(prompts, list | tuple):
+        raise TypeError(
+            f"prompts is a list of str (e.g. [{prompts!r}]), got {type(prompts).__name__}"
+        )
+    if not prompts:
+        raise ValueError("no prompts: pass at least one")
+    for prompt in [*prompts, *([negative_prompt] if negative_prompt is not None else [])]:
+        check_prompt(pipe.tokenizer, prompt)
 
 
 @torch.no_grad()
@@ -309,7 +324,10 @@ def sample_by_hand(
        from the first toward the second: ε = ε_neg + s (ε_prompt - ε_neg). The scheduler's step
        removes that noise.
     4. The VAE decodes the latents (divided by the scaling factor the model was trained with).
+
+    Prompts are checked first (:func:`~course_utils.diffusion.tokenizer.check_prompt`).
     """
+    _check_prompts(pipe, prompts, negative_prompt)
     device = pipe.device
 
     def embed(texts: list[str]) -> torch.Tensor:
@@ -342,7 +360,9 @@ def generate(
     batch_size: int = 250,
 ) -> torch.Tensor:
     """``pipe(prompts)`` in batches, as images ``[N, 3, 32, 32]`` in [0, 1] on the CPU; the
-    noise comes from one generator seeded with ``seed``, so the same call draws the same images."""
+    noise comes from one generator seeded with ``seed``, so the same call draws the same images.
+    Prompts are checked first (:func:`~course_utils.diffusion.tokenizer.check_prompt`)."""
+    _check_prompts(pipe, prompts, negative_prompt)
     generator = torch.Generator().manual_seed(seed)
     images = []
     for start in range(0, len(prompts), batch_size):
