@@ -32,9 +32,9 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..data.captions import CaptionedScenes
-from ..train import fit, fit_one_cycle
+from ..train import fit_one_cycle
 from .tokenizer import MAX_TOKENS, build_tokenizer, check_prompt
-from .training import EMA, seeded_loader
+from .training import seeded_loader, train_denoiser
 
 __all__ = [
     "NOISE_SCHEDULE",
@@ -225,38 +225,38 @@ def train_text_to_image(
     EMA of the weights. With probability ``p_uncond`` a caption is replaced by the empty prompt,
     so the model also learns the unconditional prediction classifier-free guidance needs.
 
-    Returns ``(ema_model, History)``; ``model`` holds the last, un-averaged weights.
+    The loop is :func:`~course_utils.diffusion.train_denoiser`'s, the one lessons 07-10 train
+    with (seeded batches, AdamW, EMA after every step); only the loss is new. Returns
+    ``(ema_model, training loss per epoch)``; ``model`` holds the last, un-averaged weights.
     """
     if len(latents) != len(captions):
         raise ValueError(f"{len(latents)} latents but {len(captions)} captions")
     tokenizer, scheduler = _tokenizer(), DDPMScheduler(**NOISE_SCHEDULE)
     empty = tokenize(tokenizer, [""])[0]
-    loader, generator = seeded_loader(
-        latents, tokenize(tokenizer, captions), batch_size, seed, rescale=False
-    )
 
-    def step(model, batch, device):
-        x0, ids = batch
-        drop = torch.rand(len(ids), generator=generator) < p_uncond
-        ids = torch.where(drop[:, None], empty, ids)
+    def loss(model, x0, ids, generator):
+        device = x0.device
+        drop = (torch.rand(len(ids), generator=generator) < p_uncond).to(device)
+        ids = torch.where(drop[:, None], empty.to(device), ids)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
-        noisy = scheduler.add_noise(x0, noise, t)  # sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε
-        prediction = model(noisy.to(device), t.to(device), ids.to(device))
-        return F.mse_loss(prediction, noise.to(device))
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        noisy = scheduler.add_noise(x0, noise, t.to(device))  # sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε
+        return F.mse_loss(model(noisy, t.to(device), ids), noise)
 
-    ema = EMA(model, ema_decay)
-    history = fit(
+    return train_denoiser(
         model,
-        loader,
+        loss,
+        latents,
+        tokenize(tokenizer, captions),
         epochs=epochs,
-        optimizer=torch.optim.AdamW(model.parameters(), lr=lr),
-        train_step=step,
-        after_step=lambda: ema.update(model),
+        lr=lr,
+        batch_size=batch_size,
+        ema_decay=ema_decay,
+        seed=seed,
         device=device,
         progress=progress,
+        rescale=False,
     )
-    return ema.model, history
 
 
 def assemble_pipeline(
