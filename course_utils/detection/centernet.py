@@ -196,7 +196,7 @@ def centernet_decode(
     return detections
 
 
-def _as_batch(images) -> torch.Tensor:
+def image_batch(images) -> torch.Tensor:
     """A list of ``[3, H, W]`` images (torchvision's convention) or a ``[B, 3, H, W]`` batch ->
     the batch, checked."""
     if isinstance(images, (list, tuple)):
@@ -239,10 +239,10 @@ class CenterNet(nn.Module):
 
     def heads(self, images) -> dict[str, torch.Tensor]:
         """The head's raw maps (heatmap logits, size, offset) at stride 4."""
-        return self.head(self.backbone(_as_batch(images))[0])
+        return self.head(self.backbone(image_batch(images))[0])
 
     def forward(self, images, targets: list[dict] | None = None):
-        images = _as_batch(images)
+        images = image_batch(images)
         outputs = self.heads(images)
         if self.training:
             if targets is None:

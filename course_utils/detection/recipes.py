@@ -16,8 +16,17 @@ from ..data import digit_scenes
 from ..zoo import Entry, register
 from .centernet import CenterNet
 from .detector import evaluate_detector, train_detector
+from .faster_rcnn import FasterRCNN
+from .retinanet import RetinaNet
 
-__all__ = ["DIGIT_SCENES", "SCENE_CONFIG", "build_centernet_digits", "train_detector_digits"]
+__all__ = [
+    "DIGIT_SCENES",
+    "SCENE_CONFIG",
+    "build_centernet_digits",
+    "build_retinanet_digits",
+    "build_faster_rcnn_digits",
+    "train_detector_digits",
+]
 
 #: The scenes of the shipped detector and segmenters: ``DigitScenes(**DIGIT_SCENES)``.
 DIGIT_SCENES = {"image_size": 96, "digit_size": [16, 32], "max_digits": 4, "seed": 0}
@@ -90,3 +99,47 @@ register(
         config=SCENE_CONFIG,
     )
 )
+
+
+def build_retinanet_digits() -> nn.Module:
+    """Lesson 03's one-stage anchor-based detector: a RetinaNet for the 10 digits."""
+    return RetinaNet(num_classes=10)
+
+
+def build_faster_rcnn_digits() -> nn.Module:
+    """Lesson 03's two-stage detector: a Faster R-CNN for the 10 digits."""
+    return FasterRCNN(num_classes=10)
+
+
+# The detectors of lesson 03's comparison: the same scenes, recipe and backbone as the CenterNet.
+for _name, _build, _model, _family in (
+    (
+        "retinanet_digits",
+        build_retinanet_digits,
+        "RetinaNet(num_classes=10): PyramidBackbone (P2, P3) + RetinaNetHead (2-conv towers), "
+        "6 anchors per position, sigmoid focal loss + L1 box loss",
+        "one-stage, anchor-based",
+    ),
+    (
+        "faster_rcnn_digits",
+        build_faster_rcnn_digits,
+        "FasterRCNN(num_classes=10): PyramidBackbone (P2, P3) + RPN (256 sampled anchors) + "
+        "RoI Align 7x7 + box head (64 sampled RoIs)",
+        "two-stage",
+    ),
+):
+    register(
+        Entry(
+            name=_name,
+            build=_build,
+            train=functools.partial(train_detector_digits, **_RECIPE),
+            recipe={
+                "model": _model,
+                "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10",
+                "threads": 1,
+            }
+            | _RECIPE,
+            description=f"{_family} detector of the 10 digits in 96x96 digit scenes (lesson 03)",
+            config=SCENE_CONFIG,
+        )
+    )
