@@ -359,7 +359,7 @@ def fingerprint(name: str) -> list[float]:
 def same_first_steps(now: list[float], record: dict, *, rtol: float = 1e-4) -> bool:
     """Do fingerprint ``now`` (measured here) and manifest ``record``'s agree?
 
-    On the processor and torch that trained the file, all four numbers agree to ``rtol``. On
+    Where the file was trained (:func:`trained_here`), all four numbers agree to ``rtol``. On
     another processor, the last bits of a few gradients round differently, and Adam divides each
     gradient by its own size, so a parameter whose gradient is almost zero can step either way:
     the signed sum and projection then move by up to ~10 % of the L2 norm (measured: MiniVGG, AMD
@@ -367,9 +367,8 @@ def same_first_steps(now: list[float], record: dict, *, rtol: float = 1e-4) -> b
     compared there, to 10x that: a weaker check, which still catches a changed learning rate,
     batch size, optimiser or number of parameters.
     """
-    here = (_processor(), torch.__version__) == (record.get("trained_on"), record.get("torch"))
     pairs = list(zip(now, record["fingerprint"]["values"]))
-    if not here:
+    if not trained_here(record):
         pairs, rtol = pairs[1:3], 1e-3
     return all(abs(a - b) <= rtol * max(abs(b), 1e-12) for a, b in pairs)
 
@@ -398,6 +397,24 @@ def _processor() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def _machine() -> dict[str, str]:
+    """What decides the exact bytes of trained weights: the CPU's model name, the vector
+    instructions torch's kernels use on it (``"AVX512"``, ``"AVX2"``, ...: a virtual machine may
+    name two generations of a processor alike, and their kernels round differently) and torch."""
+    return {
+        "trained_on": _processor(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+    }
+
+
+def trained_here(record: dict) -> bool:
+    """Was manifest ``record`` trained on a machine like this one (:func:`_machine`), so that
+    retraining it here gives the same bytes? A record without ``cpu_capability`` (older files)
+    counts as trained elsewhere."""
+    return all(record.get(key) == value for key, value in _machine().items())
 
 
 def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
@@ -439,8 +456,7 @@ def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
         "dtype": entry.dtype,
         "recipe": entry.recipe,
         "metric": {"name": result["metric"], "value": float(result["value"])},
-        "torch": torch.__version__,
-        "trained_on": _processor(),
+        **_machine(),
     }
     if first_steps:  # a recipe of fewer steps has no fingerprint (and needs none: it is quick)
         record["fingerprint"] = {"steps": FINGERPRINT_STEPS, "values": first_steps[0]}
