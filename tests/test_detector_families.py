@@ -36,15 +36,7 @@ from course_utils.detection.recipes import DIGIT_SCENES
 from course_utils.detection.two_stage import BOX_HEAD_WEIGHTS
 from course_utils.runtime import seed_everything
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small models: a second thread costs more in synchronisation than it saves, and on a busy
-    # machine far more (the training tests here: 10-20x slower with 2 threads on 2 loaded cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # small models: see conftest.py
 
 
 TINY = {"channels": 16, "widths": (8, 8, 16, 16)}  # backbone sizes that keep the tests fast

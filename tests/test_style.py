@@ -22,15 +22,7 @@ from course_utils.style import (
     vgg19_features,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The images here are tiny: a second thread costs more in synchronisation than it saves,
-    # and on a busy machine far more (10x slower measured with 2 threads on 2 loaded cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # small models: see conftest.py
 
 
 @pytest.fixture(scope="module")
