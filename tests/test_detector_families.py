@@ -39,6 +39,17 @@ from course_utils.runtime import seed_everything
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # small models: see conftest.py
 
 
+def assert_same_losses_and_gradients(ours: dict, reference: dict, inputs: tuple) -> None:
+    """Our losses equal torchvision's, loss by loss, and so do their gradients w.r.t. ``inputs``."""
+    assert ours.keys() == reference.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], reference[key])
+    ours_grad = torch.autograd.grad(sum(ours.values()), inputs)
+    reference_grad = torch.autograd.grad(sum(reference.values()), inputs)
+    for a, b in zip(ours_grad, reference_grad):
+        torch.testing.assert_close(a, b)
+
+
 TINY = {"channels": 16, "widths": (8, 8, 16, 16)}  # backbone sizes that keep the tests fast
 IMAGE = (64, 64)
 SIZES = [(16, 16), (8, 8)]  # the two levels (strides 4 and 8) of a 64x64 image
@@ -118,12 +129,9 @@ def test_retinanet_loss_equals_torchvision(seed):
         tv_targets, outputs, matched
     )
     box = RetinaNetRegressionHead(8, 6).compute_loss(tv_targets, outputs, [anchors] * 2, matched)
-    torch.testing.assert_close(ours["classification"], classification)
-    torch.testing.assert_close(ours["box_regression"], box)
-    ours_grad = torch.autograd.grad(sum(ours.values()), (logits, deltas))
-    reference_grad = torch.autograd.grad(classification + box, (logits, deltas))
-    for a, b in zip(ours_grad, reference_grad):
-        torch.testing.assert_close(a, b)
+    assert_same_losses_and_gradients(
+        ours, {"classification": classification, "box_regression": box}, (logits, deltas)
+    )
 
 
 def test_retinanet_loss_of_scenes_without_objects_is_background_only():
@@ -194,12 +202,9 @@ def test_rpn_loss_equals_torchvision(num_samples):
             objectness.reshape(-1, 1), deltas.reshape(-1, 4), labels, regression_targets
         )
     assert (labels[0] == 1).any()  # some anchors are objects
-    torch.testing.assert_close(ours["objectness"], objectness_ref)
-    torch.testing.assert_close(ours["rpn_box"], box_ref)
-    ours_grad = torch.autograd.grad(sum(ours.values()), (objectness, deltas))
-    reference_grad = torch.autograd.grad(objectness_ref + box_ref, (objectness, deltas))
-    for a, b in zip(ours_grad, reference_grad):
-        torch.testing.assert_close(a, b)
+    assert_same_losses_and_gradients(
+        ours, {"objectness": objectness_ref, "rpn_box": box_ref}, (objectness, deltas)
+    )
 
 
 def test_sample_rois_equals_torchvision_select_training_samples():
@@ -248,12 +253,9 @@ def test_box_head_loss_equals_torchvision_fastrcnn_loss():
     classification, box = fastrcnn_loss(
         logits, tv_deltas, list(labels.split([25, 15])), list(targets.split([25, 15]))
     )
-    torch.testing.assert_close(ours["classification"], classification)
-    torch.testing.assert_close(ours["box_regression"], box)
-    ours_grad = torch.autograd.grad(sum(ours.values()), (logits, deltas))
-    reference_grad = torch.autograd.grad(classification + box, (logits, deltas))
-    for a, b in zip(ours_grad, reference_grad):
-        torch.testing.assert_close(a, b)
+    assert_same_losses_and_gradients(
+        ours, {"classification": classification, "box_regression": box}, (logits, deltas)
+    )
     none = box_head_loss(logits[:0], deltas[:0], rois[:0], labels[:0], matched[:0])
     assert none["classification"] == 0 and none["box_regression"] == 0  # not NaN
 
