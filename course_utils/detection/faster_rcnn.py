@@ -31,7 +31,7 @@ from torch import nn
 from .backbone import PyramidBackbone
 from .boxes import encode_boxes
 from .centernet import image_batch
-from .one_stage import multilevel_anchors
+from .one_stage import anchors_per_position, multilevel_anchors
 from .retinanet import DIGIT_ANCHOR_RATIOS, DIGIT_ANCHOR_SCALES, check_targets, match_targets
 from .two_stage import (
     BOX_HEAD_WEIGHTS,
@@ -233,11 +233,8 @@ class FasterRCNN(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        num_anchors = {len(s) * len(ratios) for s in scales}
-        if len(num_anchors) != 1:
-            raise ValueError("the shared RPN head needs the same number of anchors on every level")
         self.backbone = PyramidBackbone(channels, widths, num_outputs=len(scales))
-        self.rpn = RPNHead(channels, num_anchors.pop())
+        self.rpn = RPNHead(channels, anchors_per_position(scales, ratios))
         self.box_head = TwoStageBoxHead(channels, roi_size, num_classes, hidden)
         self.num_classes, self.roi_size = num_classes, roi_size
         self.scales, self.ratios = scales, ratios

@@ -32,6 +32,7 @@ from .boxes import batched_nms, clip_boxes, decode_boxes, generate_anchors
 __all__ = [
     "flatten_levels",
     "multilevel_anchors",
+    "anchors_per_position",
     "select_detections",
     "YOLOv1Head",
     "yolo_v1_decode",
@@ -79,6 +80,18 @@ def multilevel_anchors(
             for size, s in zip(feature_sizes, scales)
         ]
     )
+
+
+def anchors_per_position(scales: Sequence[Sequence[float]], ratios: Sequence[float]) -> int:
+    """``A``, the anchors at each position of every level (``len(scales[l]) * len(ratios)``); a
+    head shared by all levels needs the same ``A`` on each of them, else a clear error."""
+    counts = {len(s) * len(ratios) for s in scales}
+    if len(counts) != 1:
+        raise ValueError(
+            f"a head shared by all levels needs the same number of anchors on every level, got "
+            f"scales {scales} with {len(ratios)} ratios"
+        )
+    return counts.pop()
 
 
 def select_detections(

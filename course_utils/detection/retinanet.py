@@ -33,7 +33,12 @@ from .backbone import PyramidBackbone
 from .boxes import check_boxes, encode_boxes, match_boxes
 from .centernet import image_batch
 from .losses import sigmoid_focal_loss
-from .one_stage import RetinaNetHead, anchor_head_detections, multilevel_anchors
+from .one_stage import (
+    RetinaNetHead,
+    anchor_head_detections,
+    anchors_per_position,
+    multilevel_anchors,
+)
 
 __all__ = [
     "DIGIT_ANCHOR_SCALES",
@@ -201,11 +206,10 @@ class RetinaNet(nn.Module):
         num_convs: int = 2,
     ):
         super().__init__()
-        num_anchors = {len(s) * len(ratios) for s in scales}
-        if len(num_anchors) != 1:
-            raise ValueError("the shared head needs the same number of anchors on every level")
         self.backbone = PyramidBackbone(channels, widths, num_outputs=len(scales))
-        self.head = RetinaNetHead(channels, num_anchors.pop(), num_classes, num_convs)
+        self.head = RetinaNetHead(
+            channels, anchors_per_position(scales, ratios), num_classes, num_convs
+        )
         self.num_classes = num_classes
         self.scales, self.ratios = scales, ratios
         self.score_threshold = 0.05  # low: keeps the weak detections that mAP needs to see

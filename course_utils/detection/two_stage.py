@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from .boxes import box_area, check_boxes, clip_boxes, decode_boxes, nms
-from .one_stage import flatten_levels, multilevel_anchors, select_detections
+from .one_stage import anchors_per_position, flatten_levels, multilevel_anchors, select_detections
 
 __all__ = [
     "RPNHead",
@@ -94,11 +94,8 @@ class RegionProposalNetwork(nn.Module):
         **proposal_kwargs,
     ):
         super().__init__()
-        num_anchors = {len(s) * len(ratios) for s in scales}
-        if len(num_anchors) != 1:
-            raise ValueError("the shared RPN head needs the same number of anchors on every level")
         self.scales, self.ratios = scales, ratios
-        self.head = RPNHead(channels, num_anchors.pop())
+        self.head = RPNHead(channels, anchors_per_position(scales, ratios))
         self.proposal_kwargs = proposal_kwargs  # see select_proposals
 
     def forward(self, features: Sequence[torch.Tensor], image_size: tuple[int, int]) -> dict:
