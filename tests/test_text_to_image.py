@@ -1,9 +1,12 @@
 """Lesson 12's text-to-image parts: the captioned scenes, the tokenizer, the pipelines, the
 attention recorder and the judge, checked against transformers and diffusers themselves."""
 
+import tempfile
+
 import pytest
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline
+from transformers import CLIPTokenizer
 
 from course_utils import data, zoo
 from course_utils.diffusion import cross_attention, scene_judge, text_recipes, text_to_image
@@ -115,6 +118,19 @@ def test_tokenizer_matches_the_reference_bpe_and_is_reproducible(tmp_path):
     again = build_tokenizer(folder=tmp_path / "again")
     assert (tmp_path / "vocab.json").read_text() == (tmp_path / "again" / "vocab.json").read_text()
     assert again("a red 3").input_ids == tokenizer("a red 3").input_ids
+
+
+def test_the_default_tokenizer_leaves_no_folder_behind_and_still_saves(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))  # where mkdtemp writes
+    (tmp_path / "scratch").mkdir()
+    tokenizer = build_tokenizer()
+    assert list((tmp_path / "scratch").iterdir()) == []  # its temporary files are gone
+    tokenizer.save_pretrained(tmp_path / "saved")  # from memory
+    again = CLIPTokenizer.from_pretrained(tmp_path / "saved")
+    assert again.get_vocab() == tokenizer.get_vocab()
+    assert again("a green 2 above a yellow 5").input_ids == check_prompt(
+        tokenizer, "a green 2 above a yellow 5"
+    )
 
 
 def test_check_prompt_names_the_problem():

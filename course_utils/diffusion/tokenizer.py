@@ -76,8 +76,10 @@ def build_tokenizer(
 ) -> CLIPTokenizer:
     """A ``CLIPTokenizer`` whose vocabulary is ``words`` (one piece each) and the two specials.
 
-    The files are written to ``folder`` (a temporary one by default); the same words give the
-    same files and ids. ``max_length`` is the padded length of every prompt.
+    The files are written to ``folder`` (by default to a temporary folder, removed once the
+    tokenizer has read them: it keeps its vocabulary in memory, and ``save_pretrained`` writes it
+    again); the same words give the same files and ids. ``max_length`` is the padded length of
+    every prompt.
     """
     words = [w.lower() for w in words]
     bad = [w for w in words if not w or not w.isalnum()]
@@ -88,13 +90,15 @@ def build_tokenizer(
     # from); the whole words come first, so a word's id does not depend on how it is spelt
     pieces = [*_SPECIAL, *(w + "</w>" for w in words), *(p for rule in rules for p in rule)]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(pieces))}
-    folder = Path(folder or tempfile.mkdtemp(prefix="course-tokenizer-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in rules))
-    tokenizer = CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length
-    )
+    with tempfile.TemporaryDirectory(prefix="course-tokenizer-") as scratch:
+        folder = Path(folder or scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
+        merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in rules)
+        (folder / "merges.txt").write_text(merges)
+        tokenizer = CLIPTokenizer(
+            str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length
+        )
     # BPE applies rules by priority across all words; check each word still ends as one piece
     split = [w for w in words if tokenizer.tokenize(w) != [w + "</w>"]]
     if split:
