@@ -24,6 +24,7 @@ from course_utils.detection import (
     box_iou,
     digit_scenes,
     encode_boxes,
+    match_boxes,
     multilevel_anchors,
     retinanet_loss,
     roi_align_fpn,
@@ -104,6 +105,27 @@ def test_anchors_fit_the_digits_every_digit_has_an_anchor_with_iou_half():
     assert best.median() > 0.7  # and most have a good one, not just a passable one
     model = FasterRCNN()
     assert model.scales == DIGIT_ANCHOR_SCALES and model.ratios == DIGIT_ANCHOR_RATIOS
+
+
+def test_a_box_no_anchor_touches_gets_no_anchor_where_torchvision_matches_every_anchor():
+    # Two anchors and two boxes: one box on the first anchor, one far from both (IoU 0 with all).
+    anchors = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10]])
+    gt = torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]])
+    ours = match_boxes(anchors, gt, high=0.5, low=0.4, allow_low_quality=True)
+    theirs = tv_utils.Matcher(0.5, 0.4, allow_low_quality_matches=True)(tvops.box_iou(gt, anchors))
+    # The far box's best IoU is 0, a tie between all anchors: torchvision's low-quality rule then
+    # makes every anchor a positive for its argmax box, so the background anchor becomes an
+    # "object" at IoU 0 and is trained to regress a box it does not overlap. The course skips a
+    # best IoU of 0: that anchor stays background.
+    assert ours.tolist() == [0, -1]
+    assert theirs.tolist() == [0, 0]
+    # With any overlap, the two agree (the parity tests above cover the general case).
+    near = torch.tensor([[0.0, 0, 10, 10], [25, 0, 35, 10]])  # IoU 1/3 with the second anchor
+    ours = match_boxes(anchors, near, high=0.5, low=0.4, allow_low_quality=True)
+    theirs = tv_utils.Matcher(0.5, 0.4, allow_low_quality_matches=True)(
+        tvops.box_iou(near, anchors)
+    )
+    assert ours.tolist() == theirs.tolist() == [0, 1]
 
 
 # ------------------------------------------------------------------ RetinaNet's loss

@@ -505,7 +505,9 @@ def match_boxes(
     matches = torch.where(best_iou >= high, best_gt, matches)
     matches[(best_iou >= low) & (best_iou < high)] = -2
     if allow_low_quality:
-        # (gt, anchor) pairs where the anchor is (one of) the best for that gt
+        # (gt, anchor) pairs where the anchor is (one of) the best for that gt. A gt that no
+        # anchor overlaps has best IoU 0, a tie of all anchors: skipped, where torchvision's
+        # Matcher would make every anchor a positive for its argmax gt at IoU 0.
         best_for_gt = iou.max(dim=1, keepdim=True).values
         _, anchor_idx = torch.nonzero((iou == best_for_gt) & (best_for_gt > 0), as_tuple=True)
         matches[anchor_idx] = best_gt[anchor_idx]
