@@ -38,7 +38,7 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	@rm -f build/notebook_times.json; status=0; \
-	COURSE_FAST=1 $(PY) -m pytest tests || status=$$?; \
+	COURSE_FAST=1 $(PY) -m pytest --durations=15 tests || status=$$?; \
 	$(TEST_CACHE) COURSE_FAST=1 $(PY) -m pytest $(NBVAL) notebooks || status=$$?; \
 	$(PY) tools/summary.py build/notebook_times.json || status=$$?; \
 	exit $$status

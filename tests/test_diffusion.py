@@ -20,6 +20,7 @@ from course_utils.diffusion import (
     sample_ddpm,
     timestep_embedding,
 )
+from course_utils.diffusion.unet import CPU_BATCH
 
 DIFFUSERS_BETA_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 ATOL = 1e-6
@@ -110,7 +111,11 @@ def test_package_exports_every_name_the_lessons_use():
             names |= {n.strip() for block in imported for n in block.split(",") if n.strip()}
             names |= set(re.findall(r"\bdiffusion\.(\w+)", source))
     assert {"NoiseSchedule", "sample_ddim", "ConditionalUNet"} <= names  # the scan found them
-    assert not names - set(dir(diffusion)), names - set(dir(diffusion))
+    # text-to-image is imported by module (``from course_utils.diffusion import text_to_image``):
+    # a submodule is importable so, whether or not an earlier test has imported it already
+    modules = {path.stem for path in Path(diffusion.__file__).parent.glob("*.py")}
+    missing = names - set(dir(diffusion)) - modules
+    assert not missing, missing
     assert len(set(diffusion.__all__)) == len(diffusion.__all__)
     assert all(hasattr(diffusion, name) for name in diffusion.__all__)
 
@@ -450,6 +455,24 @@ def test_guided_sampling_combines_cond_and_null_predictions():
     model.calls = 0
     sample(y, guidance_scale=3.0, null_class=null)
     assert model.calls == 5
+
+
+def test_a_large_cpu_batch_is_computed_in_slices_with_the_same_result():
+    torch.manual_seed(0)
+    model = ConditionalUNet(in_channels=1, base=8, num_classes=10).eval()
+    sizes = []
+    model.conv_in.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    n = 2 * CPU_BATCH + 88  # -> 256, 256, 88
+    x, t, y = torch.randn(n, 1, 8, 8), torch.randint(0, 1000, (n,)), torch.arange(n) % 11
+    with torch.no_grad():
+        out = model(x, t, y=y)
+        assert sizes == [CPU_BATCH, CPU_BATCH, 88]
+        for i in (0, CPU_BATCH - 1, CPU_BATCH, n - 1):  # each sample alone, across the seams
+            one = model(x[i : i + 1], t[i : i + 1], y=y[i : i + 1])
+            torch.testing.assert_close(out[i : i + 1], one, atol=1e-5, rtol=1e-5)
+        sizes.clear()
+        model(x[:CPU_BATCH], t[:CPU_BATCH], y=None)  # at the limit: one call, y=None allowed
+        assert sizes == [CPU_BATCH]
 
 
 # --------------------------------------------------------------------------------------------
