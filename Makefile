@@ -1,6 +1,7 @@
 # The course's commands. Every target creates the virtual environment (.venv) itself when missing.
 #   make lab    JupyterLab on notebooks/ (LAB_ARGS="--no-browser --port=8888" passes options)
-#   make test   unit tests, then every notebook in FAST mode, then a timing summary
+#   make test   unit tests, then every notebook in FAST mode (TEST_WORKERS=2 in parallel), then a
+#               timing summary
 #   make test-e2e  `make lab` and the book in headless Chromium, screenshots in build/e2e
 #   make book   every notebook executed once, as a book (Sphinx) in build/html (FAST unless FULL=1)
 #   make slides one reveal.js deck per lesson into build/slides (and the book, from the same run)
@@ -36,11 +37,22 @@ lab: $(STAMP)
 	@echo "Starting JupyterLab on notebooks/ -- open the http://localhost... URL printed below."
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
+# make test uses every core: TEST_WORKERS pytest-xdist workers (all the tests of one file, and all
+# the cells of one notebook, stay in one worker and one kernel), each worker and its kernels with an
+# equal share of the cores as torch threads (more threads than cores makes torch far slower). The
+# tests marked `serial` (they measure time) or `e2e` (a browser with timeouts) then run alone.
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+TEST_WORKERS ?= 2
+TEST_THREADS := $(shell echo $$(( $(NPROC) / $(TEST_WORKERS) > 1 ? $(NPROC) / $(TEST_WORKERS) : 1 )))
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+ALONE := serial or e2e
 test: $(STAMP)
 	@rm -f build/notebook_times.json; status=0; \
-	COURSE_FAST=1 $(PY) -m pytest --durations=15 tests || status=$$?; \
-	$(TEST_CACHE) COURSE_FAST=1 $(PY) -m pytest $(NBVAL) notebooks || status=$$?; \
-	$(PY) tools/summary.py build/notebook_times.json || status=$$?; \
+	export OMP_NUM_THREADS=$(TEST_THREADS); \
+	COURSE_FAST=1 $(PY) -m pytest $(PARALLEL) -m "not ($(ALONE))" --durations=15 tests || status=$$?; \
+	$(TEST_CACHE) COURSE_FAST=1 $(PY) -m pytest $(PARALLEL) $(NBVAL) notebooks || status=$$?; \
+	unset OMP_NUM_THREADS; COURSE_FAST=1 $(PY) -m pytest -m "$(ALONE)" --durations=5 tests || status=$$?; \
+	$(PY) tools/summary.py --workers $(TEST_WORKERS) build/notebook_times.json || status=$$?; \
 	exit $$status
 
 test-unit: $(STAMP)

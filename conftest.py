@@ -26,5 +26,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
-    if _times:
+    # Under pytest-xdist the controller receives every worker's reports too: it alone writes the
+    # file, so that a worker's partial times never overwrite the whole run's.
+    if _times and not hasattr(session.config, "workerinput"):
         lesson_times.save_run_times(_times, _failed)

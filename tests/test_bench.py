@@ -97,6 +97,7 @@ def test_a_clear_result_stops_at_the_first_rounds_and_no_target_never_goes_on():
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_fit_overhead_over_the_bare_loop_is_at_most_5_percent():
     (case,) = run.load_cases(ROOT / "bench" / "bench_train.py")
     result = run.measure(case)

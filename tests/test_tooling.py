@@ -61,18 +61,24 @@ def test_notebook_without_markers_is_reported(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "times, code, text",
+    "times, args, code, text",
     [
-        ({"notebooks/a.ipynb": {"seconds": 12.0, "passed": True}}, 0, "a 12s"),
-        ({"notebooks/a.ipynb": {"seconds": 130.0, "passed": True}}, 1, "OVER BUDGET"),
-        ({"notebooks/b.ipynb": {"seconds": 5.0, "passed": False}}, 0, "b 5s FAILED"),
+        ({"notebooks/a.ipynb": {"seconds": 12.0, "passed": True}}, [], 0, "a 12s"),
+        ({"notebooks/a.ipynb": {"seconds": 130.0, "passed": True}}, [], 1, "OVER BUDGET"),
+        ({"notebooks/b.ipynb": {"seconds": 5.0, "passed": False}}, [], 0, "b 5s FAILED"),
+        (
+            {"notebooks/a.ipynb": {"seconds": 12.0, "passed": True}},
+            ["--workers", "2"],
+            0,
+            "(FAST, 2 at a time, sharing the cores, budget 120 s each, 12 s total): a 12s",
+        ),
     ],
 )
-def test_summary_line(tmp_path, times, code, text):
+def test_summary_line(tmp_path, times, args, code, text):
     path = tmp_path / "times.json"
     path.write_text(json.dumps(times))
     out = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "summary.py"), str(path)],
+        [sys.executable, str(ROOT / "tools" / "summary.py"), str(path), *args],
         capture_output=True,
         text=True,
     )

@@ -13,7 +13,7 @@ The one module that reads and writes lesson times; three files hold them:
   measurements go in: ``record`` files a timing file of `make test` or `make book`, and
   `--device gpu` files a run made on a GPU machine.
 
-    python tools/lesson_times.py record build/notebook_times.json --mode fast  # after make test
+    python tools/lesson_times.py record build/notebook_times.json --mode fast  # after make test TEST_WORKERS=1
     python tools/lesson_times.py record build/book_times.json --mode full      # after make book FULL=1
     python tools/lesson_times.py readme   # rewrite the README's time column from the record
     python tools/lesson_times.py check    # exit 1 if a lesson has no FAST time or README disagrees

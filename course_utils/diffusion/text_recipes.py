@@ -258,8 +258,8 @@ register(
             "model": "transformers CLIPTextModel (2 layers, width 64) + diffusers "
             "UNet2DConditionModel (block_out_channels (32, 64), cross-attention on both levels) "
             "on the scaled latents of autoencoder_scenes",
-            "objective": "epsilon prediction (DDPMScheduler.add_noise), captions dropped to the "
-            "empty prompt with probability p_uncond; EMA weights shipped",
+            "objective": "v-prediction (DDPMScheduler.add_noise, target get_velocity), captions "
+            "dropped to the empty prompt with probability p_uncond; EMA weights shipped",
             "optimizer": "AdamW on both parts, constant lr",
             "threads": 1,
         }
