@@ -19,6 +19,7 @@ This module is also that script, training LeNet-5 on the embedded digits (append
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from . import data
 from .models import LeNet5
-from .runtime import device, seed_everything
+from .runtime import device, seed_everything, write_atomically
 from .train import evaluate, fit
 
 __all__ = ["setup", "cleanup", "rank", "world_size", "is_main", "barrier", "save_checkpoint"]
@@ -93,7 +94,9 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> bool:
     wrote = is_main()
     if wrote:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(getattr(model, "module", model).state_dict(), path)
+        buffer = io.BytesIO()  # written whole, then renamed: never half a file on disk
+        torch.save(getattr(model, "module", model).state_dict(), buffer)
+        write_atomically(Path(path), buffer.getvalue())
     barrier()
     return wrote
 

@@ -190,10 +190,12 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``.
 
     A rename on the same file system is atomic: a reader sees the old file or the new one, never
-    half a file, even if the writer crashes (the zoo's checkpoints, the exercise record).
+    half a file, even if the writer crashes (the zoo's checkpoints, the exercise record). The
+    temporary name carries the process id, so two processes writing the same file at once (two
+    notebooks of a parallel test run) never write into one temporary file: the last rename wins.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
