@@ -45,13 +45,13 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 TEST_WORKERS ?= 2
 TEST_THREADS := $(shell echo $$(( $(NPROC) / $(TEST_WORKERS) > 1 ? $(NPROC) / $(TEST_WORKERS) : 1 )))
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+SHARED := OMP_NUM_THREADS=$(TEST_THREADS)
 ALONE := serial or e2e
 test: $(STAMP)
 	@rm -f build/notebook_times.json; status=0; \
-	export OMP_NUM_THREADS=$(TEST_THREADS); \
-	COURSE_FAST=1 $(PY) -m pytest $(PARALLEL) -m "not ($(ALONE))" --durations=15 tests || status=$$?; \
-	$(TEST_CACHE) COURSE_FAST=1 $(PY) -m pytest $(PARALLEL) $(NBVAL) notebooks || status=$$?; \
-	unset OMP_NUM_THREADS; COURSE_FAST=1 $(PY) -m pytest -m "$(ALONE)" --durations=5 tests || status=$$?; \
+	$(SHARED) COURSE_FAST=1 $(PY) -m pytest $(PARALLEL) -m "not ($(ALONE))" --durations=15 tests || status=$$?; \
+	$(SHARED) $(TEST_CACHE) COURSE_FAST=1 $(PY) -m pytest $(PARALLEL) $(NBVAL) notebooks || status=$$?; \
+	COURSE_FAST=1 $(PY) -m pytest -m "$(ALONE)" --durations=5 tests || status=$$?; \
 	$(PY) tools/summary.py --workers $(TEST_WORKERS) build/notebook_times.json || status=$$?; \
 	exit $$status
 
