@@ -512,10 +512,10 @@ def test_digits_fallback_is_shaped_like_the_requested_set(no_network, capsys):
     assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
     assert capsys.readouterr().out == ""  # silent unless verbose
 
-    test_set = data.fashion_mnist(train=False, fallback="digits", verbose=True)
+    test_set = data.mnist(train=False, fallback="digits", verbose=True)
     assert len(test_set) == 450 and test_set[0][0].shape == (1, 28, 28)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 and "Fashion-MNIST" in lines[0] and "digits" in lines[0]
+    assert len(lines) == 1 and "MNIST" in lines[0] and "digits" in lines[0]
 
 
 def _write_idx(path, magic, array):
@@ -541,6 +541,8 @@ def test_load_dataset_names(no_network):
     digits_test = data.load_dataset("digits", train=False, size=16)
     assert len(digits_test) == 450 and digits_test[0][0].shape == (1, 16, 16)
     assert len(data.load_dataset("mnist", fallback="digits")) == 1347
+    fashion_val = data.load_dataset("fashion_mnist", split="val")  # shipped: no network needed
+    assert len(fashion_val) == 5000 and fashion_val[0][0].shape == (1, 28, 28)
     with pytest.raises(ValueError, match="cifar10, mnist, fashion_mnist, digits"):
         data.load_dataset("imagenet")
 

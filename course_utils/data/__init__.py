@@ -4,6 +4,9 @@ Everything a lesson needs by default ships with the course or with a package it 
 notebooks run offline, in a lecture hall or on a train:
 
 * :func:`photo` -- real photographs bundled with scikit-image and scikit-learn (``PHOTO_NAMES``).
+* :func:`fashion_mnist` -- Fashion-MNIST's 70,000 real 28x28 garment images in ten classes
+  (``FASHION_CLASSES``), shipped in ``data/fashion_mnist`` and checked against their sha256, as
+  train (55,000), validation (5,000) and test (10,000) splits: the course's main data set.
 * :func:`digits` / :func:`digits_split` -- scikit-learn's 1,797 real handwritten 8x8 digits, as
   tensors, optionally resized, with one fixed stratified train/test split for every lesson.
 * :class:`FolderDataset` and :func:`make_image_folder` -- the ``root/<class>/<image>`` layout most
@@ -15,13 +18,13 @@ notebooks run offline, in a lecture hall or on a train:
 * :func:`captioned_scenes` -- coloured digits placed on a canvas, each scene with a caption
   ("a green 2 above a yellow 5") and its structured target, for text-to-image.
 
-The big classics (CIFAR-10, MNIST, Fashion-MNIST) come from torchvision when a network is there:
-:func:`cifar10`, :func:`mnist`, :func:`fashion_mnist` raise :class:`DatasetUnavailable` with one
-clear sentence when they cannot get the data, or fall back to the digits with ``fallback="digits"``.
+CIFAR-10 and MNIST come from torchvision when a network is there: :func:`cifar10` and
+:func:`mnist` raise :class:`DatasetUnavailable` with one clear sentence when they cannot get the data, or fall back to the digits with ``fallback="digits"``.
 
 One idea per file:
 
-- ``photos``: the bundled photographs; ``handwritten``: the digits and their fixed split;
+- ``fashion``: Fashion-MNIST and its three splits; ``photos``: the bundled photographs;
+  ``handwritten``: the digits and their fixed split;
   ``folder``: class-per-folder image sets.
 - ``scenes``: digit scenes for detection and segmentation, and the two domains of
   :func:`coloured_digits`; ``captions``: the captioned scenes of text-to-image; ``shapes``: the circles set of the U-Net exercise (:func:`circles`).
@@ -31,6 +34,8 @@ One idea per file:
 
 from .captions import *  # noqa: F403
 from .captions import __all__ as _captions
+from .fashion import *  # noqa: F403
+from .fashion import __all__ as _fashion
 from .folder import *  # noqa: F403
 from .folder import __all__ as _folder
 from .handwritten import *  # noqa: F403
@@ -44,4 +49,4 @@ from .scenes import __all__ as _scenes
 from .shapes import *  # noqa: F403
 from .shapes import __all__ as _shapes
 
-__all__ = [*_photos, *_handwritten, *_folder, *_scenes, *_captions, *_shapes, *_online]
+__all__ = [*_fashion, *_photos, *_handwritten, *_folder, *_scenes, *_captions, *_shapes, *_online]

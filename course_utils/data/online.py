@@ -1,6 +1,7 @@
-"""The big classics (CIFAR-10, MNIST, Fashion-MNIST) from torchvision: an option, never required.
+"""Lessons 00 and 05: CIFAR-10 and MNIST from torchvision -- an option, never required.
 
-:func:`cifar10`, :func:`mnist` and :func:`fashion_mnist` read a dataset from disk when it is
+(Fashion-MNIST ships with the course: :func:`~course_utils.data.fashion_mnist`.)
+:func:`cifar10` and :func:`mnist` read a dataset from disk when it is
 there, without any network, and download it when asked to and a network is there. When neither
 works they raise :class:`DatasetUnavailable` with one sentence that names what was tried (the
 dataset, where it comes from, the folder), why it failed and what to do instead -- or, with
@@ -19,9 +20,10 @@ import torchvision
 from torch.utils.data import Dataset, TensorDataset
 
 from .. import runtime
+from .fashion import fashion_mnist
 from .handwritten import digits_split
 
-__all__ = ["DatasetUnavailable", "cifar10", "fashion_mnist", "load_dataset", "mnist"]
+__all__ = ["DatasetUnavailable", "cifar10", "load_dataset", "mnist"]
 
 
 class DatasetUnavailable(RuntimeError):
@@ -32,13 +34,11 @@ class DatasetUnavailable(RuntimeError):
 _ONLINE_DATASETS = {
     "cifar10": ("CIFAR-10", torchvision.datasets.CIFAR10, (3, 32)),
     "mnist": ("MNIST", torchvision.datasets.MNIST, (1, 28)),
-    "fashion_mnist": ("Fashion-MNIST", torchvision.datasets.FashionMNIST, (1, 28)),
 }
 
 
 def _sources(dataset_class: type) -> str:
-    """Where torchvision downloads ``dataset_class`` from: its mirrors (MNIST and Fashion-MNIST,
-    tried in turn) or its one URL (CIFAR-10)."""
+    """Where torchvision downloads ``dataset_class`` from: its mirrors (MNIST, tried in turn) or its one URL (CIFAR-10)."""
     return " or ".join(getattr(dataset_class, "mirrors", None) or [dataset_class.url])
 
 
@@ -134,27 +134,16 @@ def mnist(
     return _torchvision_dataset("mnist", train, download, root, transform, fallback, verbose)
 
 
-def fashion_mnist(
-    train: bool = True,
-    download: bool = False,
-    root: Path | None = None,
-    transform: Callable | None = None,
-    fallback: str | None = None,
-    verbose: bool = False,
-) -> Dataset:
-    """Fashion-MNIST (70,000 28x28 clothing images, 10 classes) from torchvision, or a fallback.
-
-    Same behaviour as :func:`cifar10`; the digits fallback holds ``[1, 28, 28]`` images.
-    """
-    return _torchvision_dataset(
-        "fashion_mnist", train, download, root, transform, fallback, verbose
-    )
+def _fashion_dataset(split: str = "train") -> TensorDataset:
+    """A split of the shipped Fashion-MNIST as a ``TensorDataset`` of ``([1, 28, 28] float32 in
+    [0, 1], int64 label)``."""
+    return TensorDataset(*fashion_mnist(split))
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "cifar10": cifar10,
     "mnist": mnist,
-    "fashion_mnist": fashion_mnist,
+    "fashion_mnist": _fashion_dataset,
     "digits": _digits_dataset,
 }
 
@@ -162,9 +151,10 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 def load_dataset(name: str, **kwargs) -> Dataset:
     """Load a dataset by name: ``"cifar10"``, ``"mnist"``, ``"fashion_mnist"`` or ``"digits"``.
 
-    ``kwargs`` go to the loader: :func:`cifar10` and friends for the online sets; ``train`` and
-    ``size`` for ``"digits"``, which returns the train or test part of :func:`digits_split` as a
-    ``TensorDataset`` of ``([1, size, size] float32 in [0, 1], int64 label)``.
+    ``kwargs`` go to the loader: :func:`cifar10` and :func:`mnist` for the online sets; ``train``
+    and ``size`` for ``"digits"``, which returns the train or test part of :func:`digits_split` as
+    a ``TensorDataset`` of ``([1, size, size] float32 in [0, 1], int64 label)``; ``split``
+    (``"train"``, ``"val"`` or ``"test"``) for the shipped ``"fashion_mnist"``.
     """
     if name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(_LOADERS)}")
