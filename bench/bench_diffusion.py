@@ -12,7 +12,13 @@ from run import Case
 from torch import nn
 
 from course_utils import zoo
-from course_utils.diffusion import NoiseSchedule, classifier_free_guidance, sample_ddim, sample_ddpm
+from course_utils.diffusion import (
+    Condition,
+    NoiseSchedule,
+    classifier_free_guidance,
+    sample_ddim,
+    sample_ddpm,
+)
 
 
 class OneConv(nn.Module):
@@ -70,9 +76,7 @@ def benchmarks() -> list[Case]:
             schedule,
             shape,
             num_steps=50,
-            y=y,
-            guidance_scale=scale,
-            null_class=10,
+            condition=Condition(y, guidance_scale=scale, null_class=10),
             generator=torch.Generator().manual_seed(0),
             progress=False,
         )

@@ -7,17 +7,20 @@ In course order:
 - ``data/``: the embedded digits and photos, digit scenes, a folder dataset, circles, online sets.
 - ``image/``: lesson 01 -- layouts, colour spaces, filters, preprocessing, MixUp/CutMix.
 - ``train`` and ``plot``: the training loop and the figures every lesson uses.
-- ``inputs``: the check at the door of every shipped model (input kind, range, size).
+- ``checks``: the one input-check vocabulary (images, labels, timesteps, lengths) and its fixes.
 - ``zoo``: the checkpoint store (load, info, status, ``make checkpoints``); it knows no topic.
-- ``models/``: lesson 02 -- LeNet-5 to ConvNeXt, the inspection tools, the classifiers' recipes.
+- ``models/``: lesson 02 -- LeNet-5 to ConvNeXt, the tools that measure them (``measure``), the
+  classifiers' recipes.
 - ``detection/``: lesson 03 -- boxes, anchors, heads, losses, mAP, the detector and its recipe.
 - ``segmentation/``: lesson 04 -- metrics, losses, U-Net, FCN, DeepLab, instance and panoptic.
-- ``transfer`` and ``selfsup`` (self-supervised pretraining, the linear probe): lesson 05.
-  ``features`` and ``style``: lesson 06.
+- ``transfer/``: lesson 05 -- strategies, schedules, augmentation, domain adaptation (AdaBN, MMD,
+  DANN), the training loops; ``selfsup`` (self-supervised pretraining, the linear probe).
+- ``features/``: lesson 06 -- feature extraction, similarity search, clustering, classifiers,
+  top-k, calibration; ``style``: neural style transfer.
 - ``diffusion/``: lessons 07-12 -- schedules, steps, samplers, guidance, the U-Net, training,
   flow matching, text-to-image (tokenizer, Stable Diffusion's parts, judge, attention maps), and
-  the generative models' recipes. ``latent``: lesson 09's VAE.
-- ``quality``: judging generated digits (recognition, Fréchet distance, memorisation).
+  the generative models' recipes, lesson 09's VAE (``vae``) and judging generated digits
+  (``sample_quality``: recognition, Fréchet distance, memorisation).
 - ``distributed``: the multi-GPU appendix. ``exercises/``: the auto-checked exercises.
 - ``widgets``: sliders that redraw a figure of lessons 01, 03, 07 and 08 (ipywidgets).
 """

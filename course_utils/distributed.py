@@ -1,17 +1,21 @@
-"""Training on several GPUs (or CPU processes) with ``torchrun``: the few helpers a script needs.
+"""Lesson 13: training on several GPUs (or CPU processes) with ``torchrun``.
 
 ``torchrun --nproc-per-node N script.py`` starts ``N`` copies of the script and tells each its
 place through environment variables: ``RANK`` (0 ... N - 1 over all machines), ``LOCAL_RANK`` (its
-GPU on this machine) and ``WORLD_SIZE`` (N times the number of machines). A script then needs
-three lines more than on one device, and :func:`~course_utils.train.fit` does the rest::
+GPU on this machine) and ``WORLD_SIZE`` (N times the number of machines). A script then needs a
+few lines more than on one device, and :func:`fit` (which wraps :func:`course_utils.train.fit`)
+does the rest::
 
     dev = distributed.setup()          # join the others; this rank's device
-    history = fit(model, train_loader, val_loader, epochs=10, device=dev)
+    sampler = DistributedSampler(train_set, num_replicas=world_size(), rank=rank(), shuffle=True)
+    train_loader = DataLoader(train_set, batch_size=32, sampler=sampler)  # 32 per rank
+    history = distributed.fit(model, train_loader, val_loader, epochs=10, device=dev)
     distributed.save_checkpoint(model, "model.pt")  # rank 0 writes, the others wait
     distributed.cleanup()
 
-Run without ``torchrun`` the same script trains on one device: :func:`setup` then starts nothing.
-This module is also that script, training LeNet-5 on the embedded digits (appendix lesson 13)::
+Run without ``torchrun`` the same script trains on one device: :func:`setup` then starts nothing
+and :func:`fit` is the plain loop. This module is also that script, training LeNet-5 on the
+embedded digits::
 
     torchrun --standalone --nproc-per-node 2 -m course_utils.distributed --epochs 10
 """
@@ -22,19 +26,29 @@ import argparse
 import io
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
-from . import data
+from . import data, train
 from .models import LeNet5
 from .runtime import device, seed_everything, write_atomically
-from .train import evaluate, fit
 
-__all__ = ["setup", "cleanup", "rank", "world_size", "is_main", "barrier", "save_checkpoint"]
+__all__ = [
+    "setup",
+    "cleanup",
+    "rank",
+    "world_size",
+    "is_main",
+    "barrier",
+    "fit",
+    "save_checkpoint",
+]
 
 
 def setup() -> torch.device:
@@ -83,6 +97,109 @@ def barrier() -> None:
         dist.barrier()
 
 
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: Iterable | None = None,
+    *,
+    device: torch.device | str | None = None,
+    loss_fn=None,
+    train_step: train.TrainStep | None = None,
+    progress: bool = True,
+    **fit_kwargs,
+) -> train.History:
+    """:func:`course_utils.train.fit` on every rank of a ``torchrun`` group, data-parallel; every
+    rank makes the same call. Without a process group it is the plain ``fit``.
+
+    What it adds around the plain loop:
+
+    - ``train_loader`` must deal each rank its own share: build it on a ``DistributedSampler``
+      (``batch_size`` is then per rank). Each rank trains on its ``1 / world_size`` of every
+      epoch; the sampler pads the shares to one length, so that every rank takes the same
+      number of steps (each step all-reduces gradients: a rank with one step more would wait for
+      the others forever). The loader is yours, used as given (its workers, generator, timeout).
+    - ``sampler.set_epoch(epoch)`` before every epoch: the sampler seeds its shuffle with it, and
+      without it every epoch would repeat the same order.
+    - the training step runs through ``DistributedDataParallel``, which copies rank 0's weights to
+      every rank and averages the gradients over the ranks in ``backward()``, so the copies stay
+      equal (a ``train_step`` gets the wrapper: reach the model's attributes through ``.module``).
+      ``model`` itself is trained in place: the wrapper shares its parameters.
+    - rank 0 alone validates, on the whole ``val_loader`` (a padded sampler would count some
+      samples twice); the others go on and wait for it at the next gradient all-reduce. Its
+      numbers, and the train losses averaged over the ranks, are sent to every rank, so the
+      returned :class:`~course_utils.train.History` is the same everywhere;
+    - the progress bar shows on rank 0 only (its own share's running loss). Save checkpoints with
+      :func:`save_checkpoint`.
+    """
+    sampler = getattr(train_loader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler):
+        raise ValueError(
+            "distributed.fit: train_loader must give each rank its own share of the data: use "
+            "DataLoader(dataset, batch_size, sampler=DistributedSampler(dataset, num_replicas="
+            "world_size(), rank=rank(), shuffle=True))"
+        )
+    if not dist.is_initialized():
+        return train.fit(
+            model,
+            _Reshuffled(train_loader),
+            val_loader,
+            device=device,
+            loss_fn=loss_fn,
+            train_step=train_step,
+            progress=progress,
+            **fit_kwargs,
+        )
+    dev = torch.device(device) if device is not None else _rank_device()
+    ddp = DistributedDataParallel(model.to(dev), device_ids=[dev] if dev.type == "cuda" else None)
+    step = train_step or train._supervised_step(
+        nn.CrossEntropyLoss() if loss_fn is None else loss_fn
+    )
+    history = train.fit(
+        model,  # the plain model: rank 0 validates it alone, with no collective in its forward
+        _Reshuffled(train_loader),
+        val_loader if is_main() else None,
+        device=dev,
+        loss_fn=loss_fn,
+        train_step=lambda _model, batch, dev: step(ddp, batch, dev),
+        progress=progress and is_main(),
+        **fit_kwargs,
+    )
+    return _shared(history, dev)
+
+
+class _Reshuffled:
+    """``loader`` that calls ``sampler.set_epoch(n)`` at the start of its ``n``-th pass."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader, self.epoch = loader, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        self.loader.sampler.set_epoch(self.epoch)
+        self.epoch += 1
+        return iter(self.loader)
+
+
+def _rank_device() -> torch.device:
+    """The course's device; on CUDA, the GPU :func:`setup` picked for this rank."""
+    dev = device()
+    return torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" else dev
+
+
+def _shared(history: train.History, dev: torch.device) -> train.History:
+    """The same History on every rank: train losses averaged over the ranks (every rank took the
+    same number of steps, so that is the mean over all of them), rank 0's validation scores."""
+    losses = torch.tensor(history.train_loss, dtype=torch.float64, device=dev)
+    dist.all_reduce(losses)  # NCCL reduces CUDA tensors only, hence device=dev
+    history.train_loss = (losses / dist.get_world_size()).tolist()
+    scores = [(history.val_loss, history.val_metric)]
+    dist.broadcast_object_list(scores, src=0, device=dev)
+    history.val_loss, history.val_metric = scores[0]
+    return history
+
+
 def save_checkpoint(model: nn.Module, path: str | Path) -> bool:
     """Save ``model``'s ``state_dict`` from rank 0 only; returns whether this rank wrote it.
 
@@ -104,18 +221,18 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> bool:
 def _datasets(name: str):
     """``(train, test)`` datasets of ``[1, 32, 32]`` images, the input size of LeNet-5."""
     if name == "digits":
-        return (data.load_dataset("digits", train=train, size=32) for train in (True, False))
+        return (data.load_dataset("digits", train=split, size=32) for split in (True, False))
     from torchvision import transforms
 
     if is_main():  # one process downloads, the others wait and then read the files
         data.mnist(download=True)
     barrier()
     pad = transforms.Compose([transforms.Pad(2), transforms.ToTensor()])  # 28 -> 32, as in 1998
-    return (data.mnist(train=train, transform=pad) for train in (True, False))
+    return (data.mnist(train=split, transform=pad) for split in (True, False))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Train LeNet-5 with :func:`~course_utils.train.fit` on one device or under ``torchrun``;
+    """Train LeNet-5 with :func:`fit` on one device or under ``torchrun``;
     rank 0 prints the progress and saves the weights and the history. Returns the history."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--data", choices=["digits", "mnist"], default="digits")
@@ -129,7 +246,9 @@ def main(argv: list[str] | None = None) -> dict:
     dev = setup()
     seed_everything(0)  # the same on every rank; DDP copies rank 0's weights anyway
     train_set, test_set = _datasets(args.data)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
+    # each rank its own share of every epoch, dealt like cards from one shuffle of the indices
+    sampler = DistributedSampler(train_set, num_replicas=world_size(), rank=rank(), shuffle=True)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
     test_loader = DataLoader(test_set, batch_size=256)
     if is_main():
         print(
@@ -143,18 +262,14 @@ def main(argv: list[str] | None = None) -> dict:
         train_loader,
         test_loader,
         epochs=args.epochs,
-        lr=args.lr,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=args.lr),
         device=dev,
         max_steps_per_epoch=args.max_steps,
-        progress=is_main(),
     )
     save_checkpoint(model, args.out)
     if is_main():
         args.out.with_suffix(".json").write_text(json.dumps(history.as_dict(), indent=1))
-        accuracy = evaluate(model, test_loader, device=dev)["accuracy"]  # rank 0, whole set
-        print(
-            f"test accuracy {accuracy:.4f} (fit's all-reduced value {history.val_metric[-1]:.4f})"
-        )
+        print(f"test accuracy {history.val_metric[-1]:.4f} (rank 0, the whole test set)")
         print(f"saved {args.out} and {args.out.with_suffix('.json').name}", flush=True)
     cleanup()
     return history.as_dict()

@@ -1,4 +1,4 @@
-"""Pictures every lesson needs: image grids, boxes, masks and training curves (matplotlib).
+"""Lessons 01-13: pictures every lesson needs: image grids, boxes, masks and training curves (matplotlib).
 
 Every function returns the matplotlib ``Figure`` or ``Axes`` it drew on and never calls
 ``plt.show()``: a notebook displays the figure at the end of the cell, and you can still add to it
@@ -24,6 +24,8 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torchvision.utils import make_grid
 
+from .checks import check_images
+from .detection.boxes import check_boxes
 from .train import History
 
 __all__ = ["to_display", "show_images", "show_grid", "draw_boxes", "overlay_masks", "plot_history"]
@@ -48,56 +50,34 @@ def to_display(image) -> np.ndarray:
         image = np.asarray(
             image if image.mode in ("1", "L", "RGB", "RGBA") else image.convert("RGB")
         )
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu()
-        if image.is_floating_point():
-            image = image.float()  # NumPy has no bfloat16
-        if image.ndim == 3:
-            if image.shape[0] not in (1, 3, 4):
-                hint = (
-                    "; it looks like HWC: use .permute(2, 0, 1)"
-                    if image.shape[-1] in (1, 3, 4)
-                    else ""
-                )
-                raise ValueError(
-                    f"expected a CHW tensor with 1, 3 or 4 channels, got shape {tuple(image.shape)}{hint}"
-                )
-            image = image.permute(1, 2, 0)  # CHW -> HWC, the layout imshow wants
-        image = image.numpy()
-    elif not isinstance(image, np.ndarray):
+    if isinstance(image, np.ndarray):  # channels last: brought to the tensor layout, then checked
+        if image.ndim == 3 and image.shape[-1] not in (1, 3, 4):
+            hint = (
+                "; it looks like CHW: use .transpose(1, 2, 0)"
+                if image.shape[0] in (1, 3, 4)
+                else ""
+            )
+            raise ValueError(
+                f"expected an HWC array with 1, 3 or 4 channels, got shape {image.shape}{hint}"
+            )
+        image = torch.from_numpy(np.array(image))  # a writable copy
+        image = image.movedim(-1, 0) if image.ndim == 3 else image
+    elif not isinstance(image, torch.Tensor):
         raise TypeError(
             f"expected a torch tensor, NumPy array or PIL image, got {type(image).__name__}"
         )
-    elif image.ndim == 3 and image.shape[-1] not in (1, 3, 4):
-        hint = "; it looks like CHW: use .transpose(1, 2, 0)" if image.shape[0] in (1, 3, 4) else ""
-        raise ValueError(
-            f"expected an HWC array with 1, 3 or 4 channels, got shape {image.shape}{hint}"
-        )
-
+    image = image.detach().cpu()
     if image.ndim == 4:
         raise ValueError(f"got a batch of shape {tuple(image.shape)}: use show_images for a batch")
-    if image.ndim not in (2, 3) or image.size == 0:
-        raise ValueError(
-            f"expected one image (HW, CHW tensor or HWC array), got shape {image.shape}"
-        )
-
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255
-    elif image.dtype == np.bool_:
-        image = image.astype(np.float32)
-    elif np.issubdtype(image.dtype, np.floating):
-        image = image.astype(np.float32)
-        lo, hi = float(image.min()), float(image.max())
-        if lo < -1e-3 or hi > 1 + 1e-3:  # a little rounding error is fine, a wrong range is not
-            raise ValueError(
-                f"float images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]: "
-                "map [-1, 1] with (x + 1) / 2, [0, 255] with x / 255, undo Normalize(mean, std), "
-                "or .clamp(0, 1) a small overshoot"
-            )
-        image = image.clip(0, 1)
-    else:
+    if image.dtype == torch.bool:
+        image = image.float()
+    if not (image.is_floating_point() or image.dtype == torch.uint8):
         raise ValueError(f"expected a uint8 or float image, got dtype {image.dtype}")
-    return image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    image = image.float() if image.is_floating_point() else image.float() / 255  # no bfloat16
+    image = image[None] if image.ndim == 2 else image
+    check_images(image, what="to_display", layout="CHW", channels=(1, 3, 4), value_range=(0, 1))
+    image = image.clamp(0, 1).permute(1, 2, 0).numpy()  # CHW -> HWC, the layout imshow wants
+    return image[..., 0] if image.shape[-1] == 1 else image
 
 
 def _imshow(ax: Axes, image: np.ndarray, cmap: str | None = None) -> None:
@@ -259,8 +239,7 @@ def draw_boxes(
         boxes = boxes.reshape(0, 4)  # no detections is a valid answer
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"expected boxes of shape [K, 4] (xyxy), got {boxes.shape}")
-    if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
-        raise ValueError("boxes must be xyxy with x1 <= x2 and y1 <= y2: convert xywh/cxcywh first")
+    check_boxes(torch.from_numpy(boxes), "draw_boxes: boxes")  # xyxy, finite
     k = len(boxes)
     labels = None if labels is None else [int(v) for v in _numpy(labels).reshape(-1)]
     scores = None if scores is None else [float(v) for v in _numpy(scores).reshape(-1)]

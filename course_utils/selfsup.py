@@ -1,4 +1,4 @@
-"""Self-supervised pretraining (lesson 05): features learnt from images without labels, scored by
+"""Lesson 05: self-supervised pretraining -- features learnt from images without labels, scored by
 a linear probe.
 
 SimCLR (Chen et al., 2020) in three parts:
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .checks import check_images, check_labels, check_lengths
 from .train import History, fit
 
 __all__ = ["random_views", "nt_xent", "SimCLR", "pretrain_simclr", "linear_probe"]
@@ -54,9 +55,7 @@ def random_views(
     deviation ``noise``. No flips: a mirrored 2 is not a digit. The draws come from
     ``generator`` (a CPU generator; default torch's global one, see ``seed_everything``).
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected images [B, C, H, W], got {shape}; add a batch dimension")
+    check_images(images, what="random_views", value_range=(0, 1))
     if not 0 < scale[0] <= scale[1] or not 0 <= contrast[0] <= contrast[1]:
         raise ValueError(f"scale and contrast must be (low, high) ranges, got {scale}, {contrast}")
 
@@ -154,9 +153,9 @@ def pretrain_simclr(
     """
     if not isinstance(model, SimCLR):
         raise TypeError(f"expected a SimCLR model (encoder + head), got {type(model).__name__}")
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) < 2:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"expected at least 2 images [N, C, H, W] (no labels), got {shape}")
+    check_images(images, what="pretrain_simclr", value_range=(0, 1))
+    if len(images) < 2:
+        raise ValueError("pretrain_simclr needs at least 2 images: the others are the negatives")
     shuffle = torch.Generator().manual_seed(0)
     batch_size = min(batch_size, len(images))
     loader = DataLoader(
@@ -171,7 +170,7 @@ def pretrain_simclr(
         model,
         loader,
         epochs=epochs,
-        lr=lr,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=lr),
         device=device,
         max_steps_per_epoch=max_steps_per_epoch,
         train_step=contrastive_step,
@@ -205,11 +204,11 @@ def linear_probe(
         ("train", train_features, train_labels),
         ("test", test_features, test_labels),
     ):
-        if feats.dim() != 2 or labels.dim() != 1 or len(feats) != len(labels) or not len(feats):
-            raise ValueError(
-                f"expected {name} features [N, D] and labels [N], got {tuple(feats.shape)} and "
-                f"{tuple(labels.shape)}"
-            )
+        if not isinstance(feats, torch.Tensor) or feats.dim() != 2:
+            got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+            raise ValueError(f"linear_probe takes {name} features [N, D], got {got}")
+        check_labels(labels, what=f"linear_probe ({name})", length=len(feats))
+        check_lengths(f"linear_probe ({name})", features=feats, labels=labels)
     if train_features.shape[1] != test_features.shape[1]:
         raise ValueError(
             f"train and test features differ in size: {train_features.shape[1]} and "

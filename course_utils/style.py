@@ -1,4 +1,5 @@
-"""Neural style transfer (Gatys, Ecker and Bethge, 2016): paint a photo in the style of another.
+"""Lesson 06: neural style transfer (Gatys, Ecker and Bethge, 2016) -- paint a photo in the style
+of another.
 
 A convolutional network describes an image at many layers. Gatys et al. split that description
 in two:
@@ -39,20 +40,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import runtime
-from .image import IMAGENET_MEAN, IMAGENET_STD, check_image
+from .checks import check_images
+from .image import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "WeightsUnavailable",
     "gram_matrix",
     "FeatureExtractor",
-    "VGG19_LAYERS",
-    "VGG19_STYLE_LAYERS",
-    "VGG19_CONTENT_LAYERS",
-    "VGG19_STYLE_WEIGHT",
     "vgg19_features",
-    "RANDOM_STYLE_LAYERS",
-    "RANDOM_CONTENT_LAYERS",
-    "RANDOM_STYLE_WEIGHT",
     "random_features",
     "style_extractor",
     "style_transfer",
@@ -145,7 +140,7 @@ class FeatureExtractor(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        check_image(x, layout="BCHW", channels=3, name="input image")
+        check_images(x, what=type(self).__name__, channels=3, value_range=(0, 1))
         if self.normalize:
             x = (x - self.mean) / self.std
         wanted = set(self.content_layers + self.style_layers)
@@ -186,17 +181,17 @@ def _vgg19_layer_names() -> tuple[str, ...]:
 
 
 #: The names of the 37 modules of torchvision's ``vgg19().features``, in order: position ``i``
-#: names ``features[i]`` (``VGG19_LAYERS.index("conv4_2") == 21``).
-VGG19_LAYERS: tuple[str, ...] = _vgg19_layer_names()
+#: names ``features[i]`` (``_VGG19_LAYERS.index("conv4_2") == 21``).
+_VGG19_LAYERS: tuple[str, ...] = _vgg19_layer_names()
 
 #: The paper's layers. Its Caffe code applied ReLU in place, so what it called "conv4_2" was
 #: really the activation after the ReLU: that is what these names read.
-VGG19_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-VGG19_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+_VGG19_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+_VGG19_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 
 #: Default ``style_weight`` for VGG19 (as in PyTorch's style-transfer tutorial, which uses the same
 #: Gram normalisation): VGG's deep activations are large, so its Gram matrices are too.
-VGG19_STYLE_WEIGHT: float = 1e6
+_VGG19_STYLE_WEIGHT: float = 1e6
 
 
 def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Sequential:
@@ -211,7 +206,7 @@ def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Seq
             ``"max"`` keeps the network as trained.
 
     Returns:
-        ``nn.Sequential`` of 37 modules named as in :data:`VGG19_LAYERS` (``conv1_1``,
+        ``nn.Sequential`` of 37 modules named as in :data:`_VGG19_LAYERS` (``conv1_1``,
         ``relu1_1``, ..., ``pool5``), ready for :class:`FeatureExtractor`.
 
     Raises:
@@ -228,7 +223,7 @@ def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Seq
         model.load_state_dict(state_dict)  # replaced by the ImageNet ones
     net = model.features
     layers = []
-    for name, module in zip(VGG19_LAYERS, net, strict=True):
+    for name, module in zip(_VGG19_LAYERS, net, strict=True):
         if isinstance(module, nn.MaxPool2d) and pool == "avg":
             module = nn.AvgPool2d(kernel_size=2, stride=2)
         layers.append((name, module))
@@ -271,12 +266,12 @@ def _vgg19_state_dict(url: str) -> dict[str, torch.Tensor]:
 
 #: Style is read after every stage of :func:`random_features`, so textures are described at 4
 #: scales; content after stage 3 (1/4 of the resolution), coarse enough to leave texture free.
-RANDOM_STYLE_LAYERS: tuple[str, ...] = ("relu1", "relu2", "relu3", "relu4")
-RANDOM_CONTENT_LAYERS: tuple[str, ...] = ("relu3",)
+_RANDOM_STYLE_LAYERS: tuple[str, ...] = ("relu1", "relu2", "relu3", "relu4")
+_RANDOM_CONTENT_LAYERS: tuple[str, ...] = ("relu3",)
 
 #: Default ``style_weight`` for :func:`random_features`, tuned on the course photos at 128 px:
 #: the style loss drops by 91-99 % within 40-80 Adam steps while the photo stays recognisable.
-RANDOM_STYLE_WEIGHT: float = 1e4
+_RANDOM_STYLE_WEIGHT: float = 1e4
 
 
 def random_features(
@@ -298,7 +293,7 @@ def random_features(
 
     Returns:
         ``nn.Sequential`` named ``conv1, relu1, pool1, conv2, ...``, for :class:`FeatureExtractor`
-        with :data:`RANDOM_CONTENT_LAYERS` and :data:`RANDOM_STYLE_LAYERS`.
+        with :data:`_RANDOM_CONTENT_LAYERS` and :data:`_RANDOM_STYLE_LAYERS`.
     """
     _check_choice("pool", pool, ("avg", "max"))
     if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
@@ -334,16 +329,16 @@ def style_extractor(kind: str = "auto", seed: int = 0) -> FeatureExtractor:
         else:
             return FeatureExtractor(
                 net,
-                VGG19_CONTENT_LAYERS,
-                VGG19_STYLE_LAYERS,
-                default_style_weight=VGG19_STYLE_WEIGHT,
+                _VGG19_CONTENT_LAYERS,
+                _VGG19_STYLE_LAYERS,
+                default_style_weight=_VGG19_STYLE_WEIGHT,
                 kind="vgg19",
             )
     return FeatureExtractor(
         random_features(seed),
-        RANDOM_CONTENT_LAYERS,
-        RANDOM_STYLE_LAYERS,
-        default_style_weight=RANDOM_STYLE_WEIGHT,
+        _RANDOM_CONTENT_LAYERS,
+        _RANDOM_STYLE_LAYERS,
+        default_style_weight=_RANDOM_STYLE_WEIGHT,
         kind="random",
     )
 
@@ -360,7 +355,9 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _as_batch(image: torch.Tensor, name: str) -> torch.Tensor:
     """``[3, H, W]`` or ``[1, 3, H, W]`` float in [0, 1] -> ``[1, 3, H, W]``."""
-    check_image(image, layout="*CHW", channels=3, name=name)
+    check_images(
+        image, what=f"style transfer ({name})", layout="*CHW", channels=3, value_range=(0, 1)
+    )
     if image.dim() == 4 and image.shape[0] != 1:
         raise ValueError(f"expected one {name} image [1, 3, H, W], got shape {tuple(image.shape)}")
     return image if image.dim() == 4 else image.unsqueeze(0)
@@ -409,8 +406,8 @@ def style_transfer(
         steps: optimiser steps (each one forward and backward pass through the network).
         content_weight, style_weight: the loss is ``content_weight * content_loss + style_weight
             * style_loss``; only their ratio matters. ``style_weight=None`` takes
-            ``extractor.default_style_weight`` (:data:`VGG19_STYLE_WEIGHT`, 1e6, or
-            :data:`RANDOM_STYLE_WEIGHT`, 1e4). Larger = more style, less of the photo.
+            ``extractor.default_style_weight`` (``_VGG19_STYLE_WEIGHT``, 1e6, or
+            ``_RANDOM_STYLE_WEIGHT``, 1e4). Larger = more style, less of the photo.
         layer_weights: one weight per style layer (default: 1 each).
         lr: learning rate; ``None`` = 0.02 for Adam (a change of about 2 % of the pixel range per
             step, whatever the loss scale, since Adam divides by the gradient's size) and 1.0

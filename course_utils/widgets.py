@@ -39,10 +39,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .detection import batched_nms
-from .diffusion import NoiseSchedule, q_sample, sample_ddim
+from .diffusion import Condition, NoiseSchedule, q_sample, sample_ddim, to01
 from .image import hsv_mask
 from .plot import draw_boxes, show_grid, to_display
-from .quality import to01
 
 __all__ = [
     "Drawn",
@@ -272,7 +271,7 @@ def forward_process_widget(
 def _samples(
     model: nn.Module,
     schedule: NoiseSchedule,
-    steps: int,
+    num_steps: int,
     eta: float,
     scale: float,
     clipped: bool,
@@ -290,12 +289,10 @@ def _samples(
         model,
         schedule,
         (len(labels), *image_shape),
-        num_steps=steps,
+        num_steps=num_steps,
         eta=eta,
-        y=labels,
+        condition=Condition(labels, guidance_scale=scale),
         generator=torch.Generator().manual_seed(seed),
-        guidance_scale=scale,
-        null_class=model.null_class,
         use_clipped_model_output=clipped,
         progress=False,
     ).cpu()
@@ -304,20 +301,20 @@ def _samples(
 def draw_ddim_samples(
     model: nn.Module,
     schedule: NoiseSchedule,
-    steps: int,
+    num_steps: int,
     eta: float,
     seed: int = 0,
     image_shape: tuple[int, ...] = (1, 16, 16),
 ) -> Drawn:
-    """One digit of every class from :func:`~course_utils.diffusion.sample_ddim` with ``steps``
-    steps (in [1, T]) and ``eta`` (in [0, 1]), from the starting noise of ``seed``.
+    """One digit of every class from :func:`~course_utils.diffusion.sample_ddim` with
+    ``num_steps`` steps (in [1, T]) and ``eta`` (in [0, 1]), from the starting noise of ``seed``.
 
     model: a class-conditional denoiser (``num_classes``, ``null_class``), e.g. the zoo's
     ``diffusion_digits``. data: ``samples`` ``[K, *image_shape]`` in [-1, 1], class k in row k.
     """
-    _check_range("steps", steps, 1, schedule.num_timesteps, integer=True)
+    _check_range("num_steps", num_steps, 1, schedule.num_timesteps, integer=True)
     _check_range("eta", eta, 0, 1)
-    samples = _samples(model, schedule, steps, float(eta), 1.0, False, seed, tuple(image_shape))
+    samples = _samples(model, schedule, num_steps, float(eta), 1.0, False, seed, tuple(image_shape))
 
     fig = Figure(figsize=(11, 2.0), layout="constrained")
     show_grid(
@@ -328,22 +325,24 @@ def draw_ddim_samples(
         ax=fig.subplots(),
     )
     kind = "deterministic" if eta == 0 else "stochastic"
-    fig.suptitle(f"DDIM, {steps} steps, η = {eta:.2f} ({kind}), seed {seed}")
+    fig.suptitle(f"DDIM, {num_steps} steps, η = {eta:.2f} ({kind}), seed {seed}")
     return Drawn(fig, {"samples": samples})
 
 
 def ddim_widget(
     model: nn.Module,
     schedule: NoiseSchedule,
-    steps: int = 50,
+    num_steps: int = 50,
     eta: float = 0.0,
-    max_steps: int = 100,
+    max_num_steps: int = 100,
     seed: int = 0,
 ) -> ipywidgets.interactive:
-    """Sliders for the steps and η of :func:`draw_ddim_samples`; it redraws when a slider is
-    released (sampling takes a moment)."""
+    """Sliders for the number of steps and η of :func:`draw_ddim_samples`; it redraws when a
+    slider is released (sampling takes a moment)."""
     sliders = {
-        "steps": _slider(ipywidgets.IntSlider, steps, 1, max_steps, 1, "DDIM steps", False),
+        "num_steps": _slider(
+            ipywidgets.IntSlider, num_steps, 1, max_num_steps, 1, "DDIM steps", False
+        ),
         "eta": _slider(ipywidgets.FloatSlider, eta, 0, 1, 0.1, "η", False),
     }
     return _interactive(functools.partial(draw_ddim_samples, model, schedule, seed=seed), sliders)
@@ -353,22 +352,22 @@ def draw_guided_samples(
     model: nn.Module,
     schedule: NoiseSchedule,
     scale: float,
-    steps: int = 20,
+    num_steps: int = 20,
     seed: int = 0,
     image_shape: tuple[int, ...] = (1, 16, 16),
 ) -> Drawn:
     """One digit of every class with classifier-free guidance at ``scale`` (>= 0; 1 is the plain
     conditional model), under the row at scale 1 from the same starting noise.
 
-    Deterministic DDIM with ``steps`` steps and ``use_clipped_model_output=True``, as lesson 08's
+    Deterministic DDIM with ``num_steps`` steps and ``use_clipped_model_output=True``, as lesson 08's
     sweep. data: ``samples`` at ``scale`` and ``reference`` at scale 1, each ``[K,
     *image_shape]`` in [-1, 1].
     """
     _check_range("scale", scale, 0, float("inf"))
-    _check_range("steps", steps, 1, schedule.num_timesteps, integer=True)
+    _check_range("num_steps", num_steps, 1, schedule.num_timesteps, integer=True)
     shape = tuple(image_shape)
-    reference = _samples(model, schedule, steps, 0.0, 1.0, True, seed, shape)
-    samples = _samples(model, schedule, steps, 0.0, float(scale), True, seed, shape)
+    reference = _samples(model, schedule, num_steps, 0.0, 1.0, True, seed, shape)
+    samples = _samples(model, schedule, num_steps, 0.0, float(scale), True, seed, shape)
 
     fig = Figure(figsize=(11, 2.8), layout="constrained")
     show_grid(
@@ -379,7 +378,7 @@ def draw_guided_samples(
         ax=fig.subplots(),
     )
     fig.suptitle(
-        f"classifier-free guidance: scale {scale:g} under scale 1 (DDIM-{steps}, seed {seed})"
+        f"classifier-free guidance: scale {scale:g} under scale 1 (DDIM-{num_steps}, seed {seed})"
     )
     return Drawn(fig, {"samples": samples, "reference": reference})
 
@@ -388,11 +387,11 @@ def guidance_widget(
     model: nn.Module,
     schedule: NoiseSchedule,
     scale: float = 3.0,
-    steps: int = 20,
+    num_steps: int = 20,
     max_scale: float = 10.0,
     seed: int = 0,
 ) -> ipywidgets.interactive:
     """A slider for the scale of :func:`draw_guided_samples`; it redraws when released."""
     slider = _slider(ipywidgets.FloatSlider, scale, 0, max_scale, 0.5, "guidance scale", False)
-    draw = functools.partial(draw_guided_samples, model, schedule, steps=steps, seed=seed)
+    draw = functools.partial(draw_guided_samples, model, schedule, num_steps=num_steps, seed=seed)
     return _interactive(draw, {"scale": slider})

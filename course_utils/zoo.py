@@ -1,31 +1,41 @@
-"""The checkpoint store: models that take minutes to train, trained once and shipped with the course.
+"""Lesson 00, used by all: the checkpoint store -- models that take minutes to train, trained once
+and shipped with the course.
 
 A lesson that needs a trained detector calls ``zoo.load(name)`` and gets it, ready to use, in
 seconds; ``make checkpoints`` (``python -m course_utils.zoo``) retrains every entry from its
 recipe, with fixed seeds, so anyone can check where the shipped weights come from.
 
-The store knows no topic. Each recipe (how to build and train a shipped model, how its metric is
-measured) lives next to the code it trains -- ``models/recipes.py``, ``detection/recipes.py``,
-... -- and registers itself with :func:`register`. Each manifest record names the module of its
-recipe, so the store imports that module the first time the entry is looked up.
+How the store finds a recipe, without knowing any topic and without side effects:
+
+* each recipe (how to build and train a shipped model) is an :class:`Entry`, plain data, listed
+  in the ``CHECKPOINTS`` tuple of the module that trains it (``models/recipes.py``,
+  ``detection/recipes.py``, ...). Importing that module changes nothing anywhere: there is no
+  registration step;
+* the manifest (``data/checkpoints/manifest.json``) is the index: one record per checkpoint,
+  naming the module of its recipe. So the store knows every name by reading one JSON file, and
+  imports the one recipe module an entry needs when that entry is loaded or trained. A typo fails
+  at once with the closest names (``did you mean 'lenet5_digits'?``).
 
 On disk (``data/checkpoints/``), per entry: ``NAME.safetensors`` (the state dict; safetensors
 holds only tensors, so unlike a pickled ``torch.save`` file it cannot run code when loaded) and
 one record in ``manifest.json``: sha256, parameter count, dtype, training recipe, the
 configuration the model was trained with, metric reached, the torch version and the processor.
-:func:`load` refuses a file whose sha256 does not match the manifest.
+:func:`load` refuses a file whose sha256 does not match the manifest, and a record whose weights
+belong to another architecture.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import functools
 import hashlib
 import importlib
 import json
 import platform
 import re
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -36,24 +46,10 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .inputs import config_guard
 from .runtime import device as default_device
 from .runtime import seed_everything, write_atomically
 
-__all__ = [
-    "CHECKPOINT_DIR",
-    "CheckpointError",
-    "Entry",
-    "REGISTRY",
-    "register",
-    "load",
-    "info",
-    "train_checkpoint",
-    "one_thread",
-    "status",
-    "fingerprint",
-    "drift",
-]
+__all__ = ["CheckpointError", "Entry", "REGISTRY", "info", "load", "one_thread", "status"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 MANIFEST = "manifest.json"
@@ -66,96 +62,95 @@ class CheckpointError(RuntimeError):
 
 @dataclass(frozen=True)
 class Entry:
-    """How to rebuild one checkpoint from scratch.
+    """How to rebuild one checkpoint from scratch: data, listed in its module's ``CHECKPOINTS``.
 
-    ``build()`` returns the untrained architecture (a function of the recipe's module: the
-    manifest records that module so the store can find the recipe again); ``train(model)`` trains
-    it in place, deterministically (it fixes its own seeds), and returns ``{"metric": name,
-    "value": float, ...}``: further numbers are recorded as secondary scores, anything else (a
-    training ``History`` for a lesson's curves) is the caller's. ``recipe`` (JSON-serialisable)
-    describes the training for humans; ``config`` is what a user of the model must match (input
-    range and size, classes, noise schedule): :func:`load` hands it out as ``model.config``.
+    ``build()`` returns the untrained architecture: ``functools.partial(Class, **arguments)``,
+    whose call is written into the recipe (``"model": "UNet(in_channels=3, ...)"`` followed by
+    the words of ``architecture``), or a function for a model made of models (its words then say
+    what it builds). ``trainer(model, **hyper)`` trains it in place, deterministically (it fixes its
+    own seeds), and returns ``{"metric": name, "value": float, ...}``: further numbers are recorded
+    as secondary scores, anything else (a training ``History`` for a lesson's curves) is the
+    caller's. ``hyper`` (the numbers) and ``notes`` (the words: optimiser, objective, ...) make the
+    recipe recorded in the manifest. ``config`` is what a user of the model must match (input range
+    and size, classes, noise schedule): :func:`load` hands it out as ``model.config``.
     ``dtype="float16"`` halves the file; use ``"float32"`` where that costs quality. ``needs``
     names the shipped models its training or its metric loads (a judge, a frozen detector).
     """
 
     name: str
     build: Callable[[], nn.Module]
-    train: Callable[[nn.Module], dict]
-    recipe: dict
-    dtype: str = "float16"
+    trainer: Callable[..., dict]
+    hyper: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    architecture: str = ""
     description: str = ""
     config: dict = field(default_factory=dict)
-    needs: tuple[str, ...] = ()  # shipped models its training loads (retrained first)
+    needs: tuple[str, ...] = ()
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
+            raise ValueError(f"checkpoint names are lower_snake_case file names, got {self.name!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def recipe(self) -> dict:
+        """The training recipe as the manifest records it: model, words, one thread, numbers."""
+        model = f"{_call(self.build)}{self.architecture}"
+        return ({"model": model} if model else {}) | self.notes | {"threads": 1} | self.hyper
+
+    def train(self, model: nn.Module, **overrides) -> dict:
+        """Train ``model`` with this recipe; ``overrides`` (``device=``, ``progress=``, a shorter
+        run in FAST mode) replace or add keyword arguments of ``trainer``."""
+        return self.trainer(model, **(self.hyper | overrides))
 
 
-class _Registry(MutableMapping):
-    """``name -> Entry`` for every recipe, filled as the recipe modules are imported.
+def _call(build: Callable) -> str:
+    """``"UNet(in_channels=3, base=16)"`` for ``functools.partial(UNet, in_channels=3, base=16)``:
+    the builder, written once as code, is also its description; ``""`` for any other builder."""
+    if not isinstance(build, functools.partial) or build.args:
+        return ""
+    arguments = ", ".join(f"{key}={value!r}" for key, value in build.keywords.items())
+    return f"{build.func.__name__}({arguments})"
 
-    Looking up, listing or counting entries first imports the recipe module of every record of
-    the shipped manifest (once), so ``REGISTRY`` is complete without the store importing any
-    topic itself.
-    """
 
-    def __init__(self) -> None:
-        self._entries: dict[str, Entry] = {}
-        self._found_all = False
+def _unknown(name: str, known: list[str]) -> str:
+    """The message for a name with no checkpoint: the closest names first, then all of them."""
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    return f"no checkpoint named {name!r}; {hint}known: {', '.join(sorted(known)) or 'none'}"
 
-    def find_all(self) -> None:
-        if not self._found_all:
-            self._found_all = True  # first: the imported modules register into this registry
-            for record in _read_manifest(CHECKPOINT_DIR).values():
-                if "module" in record:
-                    importlib.import_module(record["module"])
 
-    def add(self, entry: Entry) -> None:
-        """Register ``entry`` without looking for other recipes (one may be importing now)."""
-        if entry.name in self._entries:
-            raise ValueError(f"a checkpoint named {entry.name!r} is already registered")
-        self._entries[entry.name] = entry
+def _entry(name: str, root: Path = CHECKPOINT_DIR) -> Entry:
+    """Entry ``name``, from the ``CHECKPOINTS`` of the module its manifest record names (the one
+    module imported: a detector's lookup does not import diffusers)."""
+    module = info(name, root=root)["module"]
+    for entry in importlib.import_module(module).CHECKPOINTS:
+        if entry.name == name:
+            return entry
+    raise CheckpointError(f"{module}.CHECKPOINTS has no entry {name!r}, which the manifest names")
+
+
+class _Shipped(Mapping):
+    """``name -> Entry`` for every shipped checkpoint. The names are the manifest's keys; looking
+    an entry up imports its recipe module. Read-only: nothing is registered anywhere."""
 
     def __getitem__(self, name: str) -> Entry:
-        if name not in self._entries:
-            self.find_all()
-        return self._entries[name]
-
-    def __setitem__(self, name: str, entry: Entry) -> None:
-        self._entries[name] = entry
-
-    def __delitem__(self, name: str) -> None:
-        del self._entries[name]
-
-    def __iter__(self) -> Iterator[str]:
-        self.find_all()
-        return iter(dict(self._entries))
-
-    def __len__(self) -> int:
-        self.find_all()
-        return len(self._entries)
+        return _entry(name)
 
     def __contains__(self, name: object) -> bool:
-        if name not in self._entries:
-            self.find_all()
-        return name in self._entries
+        return name in _read_manifest(CHECKPOINT_DIR)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(_read_manifest(CHECKPOINT_DIR)))
+
+    def __len__(self) -> int:
+        return len(_read_manifest(CHECKPOINT_DIR))
 
 
-REGISTRY = _Registry()
-
-
-def register(entry: Entry) -> Entry:
-    """Add ``entry`` to :data:`REGISTRY` (its name becomes the file name) and return it."""
-    if not re.fullmatch(r"[a-z0-9_]+", entry.name):
-        raise ValueError(f"checkpoint names are lower_snake_case file names, got {entry.name!r}")
-    if entry.dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {entry.dtype!r}")
-    REGISTRY.add(entry)
-    return entry
-
-
-def _entry(name: str) -> Entry:
-    if name not in REGISTRY:
-        raise KeyError(f"no checkpoint named {name!r}; registered: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+#: Every shipped checkpoint: ``for name in REGISTRY`` lists them, ``REGISTRY[name]`` is the Entry.
+REGISTRY = _Shipped()
 
 
 def _shown(path: Path) -> str:
@@ -180,13 +175,13 @@ def _read_manifest(root: Path) -> dict:
 
 def info(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
     """The manifest record of checkpoint ``name``: file, sha256, params, dtype, recipe, metric, ..."""
-    _entry(name)
     path = Path(root) / MANIFEST
-    record = _read_manifest(root).get(name)
-    if record is None:
-        problem = f"has no record for {name!r}" if path.exists() else "is missing"
-        raise CheckpointError(f"{_shown(path)} {problem}; run `make checkpoints NAMES={name}`")
-    return record
+    if not path.exists():
+        raise CheckpointError(f"{_shown(path)} is missing; run `make checkpoints NAMES={name}`")
+    manifest = _read_manifest(root)
+    if name not in manifest:
+        raise KeyError(_unknown(name, list(manifest)))
+    return manifest[name]
 
 
 def _verified_bytes(name: str, root: Path) -> bytes:
@@ -250,21 +245,46 @@ def load(
 ) -> nn.Module:
     """The trained model ``name``: hash verified, weights loaded (as float32), in ``eval()`` mode,
     on ``device`` (default ``course_utils.device()``), with ``model.config``: the configuration
-    it was trained with (a copy of the manifest's; empty for entries that record none). Calling
-    the model checks its input against that configuration (:mod:`course_utils.inputs`).
+    it was trained with (a copy of the manifest's; empty for entries that record none). The
+    model's own ``forward`` and the functions it is given to check their inputs, so a model a
+    learner builds from the same class is checked the same way.
 
-    Raises ``KeyError`` for an unknown name and :class:`CheckpointError` for a missing or corrupted
-    file (with the command that fixes it).
+    Raises ``KeyError`` for an unknown name (with the closest names) and :class:`CheckpointError`
+    for a missing or corrupted file, or a record of another architecture (with the command that
+    fixes it).
     """
     state = load_safetensors(_verified_bytes(name, root))
     # float16 on disk saves space; compute in float32 (int buffers stay as they are)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model = _entry(name).build()
-    model.load_state_dict(state, strict=True)  # strict: every weight must match the architecture
+    model = _entry(name, root).build()
+    if _shapes(model.state_dict()) != _shapes(state):
+        record = info(name, root=root)
+        raise CheckpointError(
+            f"{_shown(Path(root) / record['file'])} holds the weights of "
+            f"{_architecture_of(state, record, root)}, but {name!r} builds a "
+            f"{type(model).__name__}: its manifest record is another model's; "
+            f"`git checkout {_shown(Path(root) / MANIFEST)}` or run `make checkpoints NAMES={name}`"
+        )
+    model.load_state_dict(state, strict=True)
     model.config = json.loads(json.dumps(info(name, root=root).get("config", {})))  # a copy
-    if model.config:  # every call checks its input against what the model was trained on
-        model.register_forward_pre_hook(config_guard(name, model.config))
     return model.eval().to(default_device(device))  # a device this machine lacks: a clear error
+
+
+def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """The architecture as a state dict sees it: every tensor's name and shape."""
+    return {key: tuple(tensor.shape) for key, tensor in state.items()}
+
+
+def _architecture_of(state: dict, record: dict, root: Path) -> str:
+    """``"a MiniVGG (the weights of 'minivgg_digits')"``: the class of the entry whose builder fits
+    ``state``, trying first the entry the file is named after (a record copied from another)."""
+    names = sorted(_read_manifest(root), key=lambda other: f"{other}.safetensors" != record["file"])
+    for other in names:
+        with contextlib.suppress(Exception):  # an entry whose module cannot load: not this one
+            model = _entry(other, root).build()
+            if _shapes(model.state_dict()) == _shapes(state):
+                return f"a {type(model).__name__} (the weights of {other!r})"
+    return "an architecture no entry builds"
 
 
 @contextlib.contextmanager
@@ -339,10 +359,9 @@ def _fingerprint(model: nn.Module, start: dict[str, torch.Tensor]) -> list[float
     ]
 
 
-def fingerprint(name: str) -> list[float]:
-    """Rerun the first :data:`FINGERPRINT_STEPS` optimiser steps of entry ``name``'s recipe (as
+def fingerprint(entry: Entry) -> list[float]:
+    """Rerun the first :data:`FINGERPRINT_STEPS` optimiser steps of ``entry``'s recipe (as
     :func:`train_checkpoint` runs it: seed 0, one CPU thread) and return their fingerprint."""
-    entry = _entry(name)
     seed_everything(0)
     model = entry.build()
     found: list = []
@@ -352,7 +371,9 @@ def fingerprint(name: str) -> list[float]:
         except _Stop:
             pass
     if not found:
-        raise RuntimeError(f"{name}'s recipe took fewer than {FINGERPRINT_STEPS} optimiser steps")
+        raise RuntimeError(
+            f"{entry.name}'s recipe took fewer than {FINGERPRINT_STEPS} optimiser steps"
+        )
     return found[0]
 
 
@@ -380,7 +401,7 @@ def drift(name: str, *, root: Path = CHECKPOINT_DIR) -> str | None:
     record = info(name, root=root)
     if record.get("fingerprint") is None:
         return f"{name} has no recorded fingerprint; run `make checkpoints NAMES={name}`"
-    now = fingerprint(name)
+    now = fingerprint(_entry(name, root))
     if same_first_steps(now, record):
         return None
     return (
@@ -417,14 +438,14 @@ def trained_here(record: dict) -> bool:
     return all(record.get(key) == value for key, value in _machine().items())
 
 
-def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
-    """Train entry ``name`` from scratch, save ``NAME.safetensors`` and its manifest record.
+def train_checkpoint(entry: Entry, *, root: Path = CHECKPOINT_DIR) -> dict:
+    """Train ``entry`` from scratch, save ``NAME.safetensors`` and its manifest record.
 
     Same code, same seed, one CPU thread -> the same bytes on the same processor and torch, so
     the sha256 in the manifest documents exactly which weights were shipped; the record says
-    where they were trained. Returns the manifest record.
+    where they were trained, and names the module of ``entry.trainer``: the module that lists
+    ``entry`` in its ``CHECKPOINTS``, where :func:`load` finds it again. Returns the record.
     """
-    entry = _entry(name)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     seed_everything(0)  # the untrained weights are part of the recipe too
@@ -432,24 +453,14 @@ def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
     first_steps: list = []
     with one_thread(), _first_steps(model, first_steps, stop=False):
         result = entry.train(model)
-
-    dtype = _DTYPES[entry.dtype]
-    state = {}
-    for key, tensor in model.state_dict().items():
-        cast = dtype if tensor.is_floating_point() else tensor.dtype  # int buffers stay ints
-        # copy=True: tied weights would otherwise share memory, which safetensors refuses
-        tensor = tensor.detach().to(device="cpu", dtype=cast, copy=True)
-        if not torch.isfinite(tensor).all():  # NaN from training, or a weight > 65504 in float16
-            raise ValueError(f"{name}: {key} is not finite as {entry.dtype}; use dtype='float32'?")
-        state[key] = tensor.contiguous()
+    state = _state_on_disk(model, entry)
     # the digest inside the file tells a damaged file from a wrong manifest record later
     data = _sorted_header(
         save_safetensors(state, metadata={"format": "pt", "weights_sha256": _weights_digest(state)})
     )
-
     record = {
-        "file": f"{name}.safetensors",
-        "module": entry.build.__module__,
+        "file": f"{entry.name}.safetensors",
+        "module": entry.trainer.__module__,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
         "params": sum(p.numel() for p in model.parameters()),
@@ -472,17 +483,33 @@ def train_checkpoint(name: str, *, root: Path = CHECKPOINT_DIR) -> dict:
     if others:
         record["scores"] = others
     write_atomically(root / record["file"], data)
-    manifest = _read_manifest(root) | {name: record}
+    manifest = _read_manifest(root) | {entry.name: record}
     write_atomically(
         root / MANIFEST, (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()
     )
     return record
 
 
+def _state_on_disk(model: nn.Module, entry: Entry) -> dict[str, torch.Tensor]:
+    """``model``'s state dict as saved: on the CPU, floats in ``entry.dtype``, each finite."""
+    dtype = _DTYPES[entry.dtype]
+    state = {}
+    for key, tensor in model.state_dict().items():
+        cast = dtype if tensor.is_floating_point() else tensor.dtype  # int buffers stay ints
+        # copy=True: tied weights would otherwise share memory, which safetensors refuses
+        tensor = tensor.detach().to(device="cpu", dtype=cast, copy=True)
+        if not torch.isfinite(tensor).all():  # NaN from training, or a weight > 65504 in float16
+            raise ValueError(
+                f"{entry.name}: {key} is not finite as {entry.dtype}; use dtype='float32'?"
+            )
+        state[key] = tensor.contiguous()
+    return state
+
+
 def status(name: str, *, root: Path = CHECKPOINT_DIR) -> str:
     """One line about checkpoint ``name``: the metric reached, parameters and file size, or
     ``NOT READY (...)`` with what is wrong and the command that fixes it. Never raises for a
-    registered name, so a list of all checkpoints survives one that is missing."""
+    known name, so a list of all checkpoints survives one that is missing."""
     try:
         _verified_bytes(name, root)
     except CheckpointError as err:
@@ -492,13 +519,13 @@ def status(name: str, *, root: Path = CHECKPOINT_DIR) -> str:
     return f"{metric}, {record['params']:,} params, {record['bytes'] / 1e6:.2f} MB"
 
 
-def _in_training_order(names: list[str]) -> list[str]:
+def _in_training_order(names: list[str], entries: Mapping[str, Entry]) -> list[str]:
     """``names`` with every entry after the ones it ``needs`` that are retrained too."""
     ordered: list[str] = []
 
     def visit(name: str) -> None:
         if name not in ordered:
-            for needed in REGISTRY[name].needs:
+            for needed in entries[name].needs:
                 if needed in names:
                     visit(needed)
             ordered.append(name)
@@ -524,30 +551,25 @@ def main(argv: list[str] | None = None) -> None:
         "--module",
         action="append",
         default=[],
-        help="import this recipe module first (a new entry, not yet in the manifest)",
+        help="also the CHECKPOINTS of this recipe module (a new entry, not yet in the manifest)",
     )
     args = parser.parse_args(argv)
+    entries = {name: REGISTRY[name] for name in REGISTRY}  # imports every recipe module
     for module in args.module:
-        importlib.import_module(module)
-    unknown = [n for n in args.names if n not in REGISTRY]
+        entries |= {entry.name: entry for entry in importlib.import_module(module).CHECKPOINTS}
+    unknown = [n for n in args.names if n not in entries]
     if unknown:
-        parser.error(
-            f"unknown checkpoint(s) {', '.join(unknown)}; registered: {', '.join(sorted(REGISTRY))}"
-        )
-    names = _in_training_order(args.names or sorted(REGISTRY))
+        parser.error(f"unknown checkpoint(s) {', '.join(unknown)}; known: {', '.join(entries)}")
+    names = _in_training_order(args.names or sorted(entries), entries)
     if not names:
-        print("no checkpoints are registered")
+        print("no checkpoints are known")
     for name in names:
         if args.list:
-            print(f"{name}: {REGISTRY[name].description} -- {status(name, root=args.root)}")
+            print(f"{name}: {entries[name].description} -- {status(name, root=args.root)}")
         else:
-            record = train_checkpoint(name, root=args.root)
+            record = train_checkpoint(entries[name], root=args.root)
             print(f"{name}: {status(name, root=args.root)} -> {_shown(args.root / record['file'])}")
 
 
 if __name__ == "__main__":
-    # `python -m` runs this file as `__main__`, a second copy of the module: the recipes register
-    # into the imported `course_utils.zoo`, so run that copy's main
-    from course_utils import zoo
-
-    zoo.main()
+    main()

@@ -44,7 +44,7 @@ def random_dataset(seed: int, num_images: int = 6, num_classes: int = 4, max_det
     for _ in range(num_images):
         n_gt = int(torch.randint(0, 6, (1,), generator=g))
         gt = rand_boxes(g, n_gt)
-        gt_labels = torch.randint(0, num_classes, (n_gt,), generator=g)
+        gt_labels = torch.randint(1, num_classes + 1, (n_gt,), generator=g)
         n_det = int(torch.randint(0, max_dets + 1, (1,), generator=g))
         copies = gt.repeat(3, 1)[:n_det]
         noisy = copies + torch.randn(copies.shape, generator=g) * 4
@@ -55,7 +55,7 @@ def random_dataset(seed: int, num_images: int = 6, num_classes: int = 4, max_det
         labels = torch.cat(
             (
                 gt_labels.repeat(3)[: len(copies)],
-                torch.randint(0, num_classes, (len(extra),), generator=g),
+                torch.randint(1, num_classes + 1, (len(extra),), generator=g),
             )
         )
         scores = torch.rand(n_det, generator=g)
@@ -147,22 +147,22 @@ EDGE_CASES = {
     ),
     # torchmetrics' test_missing_pred and test_missing_gt: map < 1 (0.5 at these recall levels)
     "missing prediction": (
-        [_image([[10.0, 20, 15, 25]], [0], [0.9]), _image([], [], [])],
-        [_image([[10.0, 20, 15, 25]], [0]), _image([[10.0, 20, 15, 25]], [0])],
+        [_image([[10.0, 20, 15, 25]], [2], [0.9]), _image([], [], [])],
+        [_image([[10.0, 20, 15, 25]], [2]), _image([[10.0, 20, 15, 25]], [2])],
     ),
     "missing ground truth": (
-        [_image([[10.0, 20, 15, 25]], [0], [0.9]), _image([[10.0, 20, 15, 25]], [0], [0.95])],
-        [_image([[10.0, 20, 15, 25]], [0]), _image([], [])],
+        [_image([[10.0, 20, 15, 25]], [2], [0.9]), _image([[10.0, 20, 15, 25]], [2], [0.95])],
+        [_image([[10.0, 20, 15, 25]], [2]), _image([], [])],
     ),
     # torchmetrics' _inputs2 (its issue 943) and _inputs3 (issues 981, 1147), whose empty
     # Tensor([]) boxes are [0, 4] here (see test_empty_boxes_must_be_0_by_4)
     "torchmetrics _inputs2": (
-        [_image([[258.0, 41.0, 606.0, 285.0]], [0], [0.536])] * 2,
-        [_image([[214.0, 41.0, 562.0, 285.0]], [0]), _image([], [])],
+        [_image([[258.0, 41.0, 606.0, 285.0]], [2], [0.536])] * 2,
+        [_image([[214.0, 41.0, 562.0, 285.0]], [2]), _image([], [])],
     ),
     "torchmetrics _inputs3": (
-        [_image([[258.0, 41.0, 606.0, 285.0]], [0], [0.536]), _image([], [], [])],
-        [_image([[214.0, 41.0, 562.0, 285.0]], [0]), _image([[1.0, 2.0, 3.0, 4.0]], [1])],
+        [_image([[258.0, 41.0, 606.0, 285.0]], [2], [0.536]), _image([], [], [])],
+        [_image([[214.0, 41.0, 562.0, 285.0]], [2]), _image([[1.0, 2.0, 3.0, 4.0]], [1])],
     ),
 }
 
@@ -233,6 +233,10 @@ TORCHMETRICS_INPUTS = (
             [49] * 10,
         ),
     ],
+)
+# torchmetrics' labels count from 0 ("person" is 0); here 0 is the background (label = class + 1)
+TORCHMETRICS_INPUTS = tuple(
+    [{**d, "labels": d["labels"] + 1} for d in images] for images in TORCHMETRICS_INPUTS
 )
 EDGE_CASES["torchmetrics _inputs"] = TORCHMETRICS_INPUTS
 
@@ -481,11 +485,11 @@ def random_mask_dataset(
             x, y = torch.randint(0, size - 8, (2,), generator=g).tolist()
             w, h = torch.randint(3, 9, (2,), generator=g).tolist()
             gt[k, y : y + h, x : x + w] = True
-        labels = torch.randint(0, num_classes, (n_gt,), generator=g)
+        labels = torch.randint(1, num_classes + 1, (n_gt,), generator=g)
         shifted = gt.roll(shifts=int(torch.randint(-2, 3, (1,), generator=g)), dims=2)
         extra = torch.rand(2, size, size, generator=g) < 0.2
         masks = torch.cat((shifted, extra))
-        pred_labels = torch.cat((labels, torch.randint(0, num_classes, (2,), generator=g)))
+        pred_labels = torch.cat((labels, torch.randint(1, num_classes + 1, (2,), generator=g)))
         scores = torch.rand(len(masks), generator=g)
         preds.append({"masks": masks, "scores": scores, "labels": pred_labels})
         targets.append({"masks": gt, "labels": labels})

@@ -358,11 +358,17 @@ def bad_targets():
         "zero-width box": ([{"boxes": thin, "labels": labels}] * 2, "zero width"),
         "one box, 1-D": ([{"boxes": boxes[0], "labels": labels}] * 2, r"\[G, 4\]"),
         "int boxes": ([{"boxes": boxes.long(), "labels": labels}] * 2, "float"),
-        "float labels": ([{"boxes": boxes, "labels": labels.float()}] * 2, "labels.long()"),
-        "background label": ([{"boxes": boxes, "labels": labels * 0}] * 2, "0 is the background"),
+        "float labels": ([{"boxes": boxes, "labels": labels.float()}] * 2, r"use y\.long\(\)"),
+        "background label": (
+            [{"boxes": boxes, "labels": labels * 0}] * 2,
+            r"0 = background\): use y \+ 1",
+        ),
         "label too large": ([{"boxes": boxes, "labels": labels + NUM_CLASSES}] * 2, "1..4"),
-        "too few labels": ([{"boxes": boxes, "labels": labels[:2]}] * 2, "G = 4"),
-        "three targets": ([good] * 3, "3 targets for 2 images"),
+        "too few labels": (
+            [{"boxes": boxes, "labels": labels[:2]}] * 2,
+            "got 2 labels, expected 4",
+        ),
+        "three targets": ([good] * 3, "mismatched lengths: 3 targets, 2 images"),
     }
 
 
@@ -371,13 +377,14 @@ def bad_targets():
 def test_model_rejects_bad_targets(kind, case):
     model = MODELS[kind](num_classes=NUM_CLASSES, **TINY)
     targets, match = bad_targets()[case]
-    with pytest.raises(ValueError, match=match):
+    error = TypeError if case == "float labels" else ValueError  # a wrong dtype is a TypeError
+    with pytest.raises(error, match=match):
         model(scene_batch()[0], targets)
 
 
 @pytest.mark.parametrize("kind", MODELS)
 def test_model_rejects_bad_images_and_anchor_settings(kind):
-    with pytest.raises(ValueError, match="multiples of 16"):
+    with pytest.raises(ValueError, match="divisible by 16"):
         MODELS[kind](**TINY).eval()(torch.rand(1, 3, 60, 60))
     with pytest.raises(ValueError, match="same number of anchors"):
         MODELS[kind](scales=((10.0, 14.0), (20.0,)), **TINY)

@@ -12,8 +12,13 @@ from diffusers import (
 )
 
 from course_utils import zoo
-from course_utils.diffusion import NoiseSchedule, sample_ddim
-from course_utils.quality import load_judge, recognition_accuracy
+from course_utils.diffusion import (
+    Condition,
+    NoiseSchedule,
+    load_judge,
+    recognition_accuracy,
+    sample_ddim,
+)
 
 
 def test_save_and_load_a_diffusers_model_offline(tmp_path, monkeypatch):
@@ -73,7 +78,7 @@ def test_ddim_scheduler_swapped_in_reproduces_the_course_sampler(trained):
         NoiseSchedule(1000, "cosine"),
         (4, 1, 16, 16),
         num_steps=20,
-        y=y,
+        condition=Condition(y),
         generator=torch.Generator().manual_seed(0),
         progress=False,
     )

@@ -7,7 +7,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from course_utils.diffusion import (
-    BETA_SCHEDULES,
+    Condition,
     ConditionalUNet,
     NoiseSchedule,
     classifier_free_guidance,
@@ -20,6 +20,7 @@ from course_utils.diffusion import (
     sample_ddpm,
     timestep_embedding,
 )
+from course_utils.diffusion.schedule import BETA_SCHEDULES
 from course_utils.diffusion.unet import CPU_BATCH
 
 DIFFUSERS_BETA_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -393,7 +394,7 @@ def test_sample_ddpm_matches_diffusers_loop():
         model,
         NoiseSchedule(50),
         shape,
-        y=y,
+        condition=Condition(y),
         generator=torch.Generator().manual_seed(1),
         progress=False,
     )
@@ -437,24 +438,29 @@ def test_guided_sampling_combines_cond_and_null_predictions():
     model, s, shape = TinyEpsModel(num_classes=4), NoiseSchedule(100), (2, 2, 4, 4)
     y, null = torch.tensor([0, 2]), 4
 
-    def sample(labels, **kwargs):
+    def sample(condition):
         g = torch.Generator().manual_seed(0)
         return sample_ddim(
-            model, s, shape, num_steps=5, y=labels, generator=g, progress=False, **kwargs
+            model, s, shape, num_steps=5, condition=condition, generator=g, progress=False
         )
 
     # Scale 1 == plain conditional; scale 0 == sampling with the null label.
-    torch.testing.assert_close(sample(y, guidance_scale=1.0, null_class=null), sample(y))
+    torch.testing.assert_close(sample(Condition(y, 1.0, null)), sample(Condition(y)))
     torch.testing.assert_close(
-        sample(y, guidance_scale=0.0, null_class=null),
-        sample(torch.full((2,), null)),
+        sample(Condition(y, guidance_scale=0.0, null_class=null)),
+        sample(Condition(torch.full((2,), null))),
         atol=1e-6,
         rtol=0,
     )
     # Guided sampling evaluates the doubled batch once per step.
     model.calls = 0
-    sample(y, guidance_scale=3.0, null_class=null)
+    sample(Condition(y, guidance_scale=3.0, null_class=null))
     assert model.calls == 5
+    # Without a null class (TinyEpsModel has no .null_class) guidance cannot run.
+    with pytest.raises(ValueError, match="guidance needs the null class"):
+        sample(Condition(y, guidance_scale=3.0))
+    with pytest.raises(ValueError, match="needs labels to guide towards"):
+        Condition(guidance_scale=3.0)
 
 
 def test_a_large_cpu_batch_is_computed_in_slices_with_the_same_result():
@@ -502,10 +508,18 @@ def test_conditional_unet_shapes_and_null_class():
     )
     with pytest.raises(ValueError, match="divisible by 4"):
         model(torch.randn(1, 1, 10, 10), t[:1])
-    with pytest.raises(ValueError, match=r"does not know \[11\]"):
+    with pytest.raises(ValueError, match=r"takes labels in \[0, 9\], got values in \[1, 11\]"):
         model(x, t, torch.tensor([1, 11, 2]))
-    with pytest.raises(ValueError, match="does not know"):
+    with pytest.raises(ValueError, match=r"takes labels in \[0, 9\]"):
         model(x, t, torch.tensor([-1, 0, 2]))
+    with pytest.raises(TypeError, match=r"integer class labels.*y\.long\(\)"):
+        model(x, t, torch.tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="a flow time\\? this model takes integer steps"):
+        model(x, torch.tensor([0.1, 0.5, 0.9]))
+    with pytest.raises(ValueError, match="one value per image"):
+        model(x, t[:2])
+    with pytest.raises(ValueError, match="takes 1-channel images"):
+        model(torch.randn(3, 3, 16, 16), t)
 
 
 def test_diffusion_loss_gradients_reach_every_parameter():
@@ -567,8 +581,8 @@ def test_errors():
         q_sample(s, x, torch.tensor([0, 100]), eps)
     with pytest.raises(ValueError, match=r"\[0, 100\)"):
         q_sample(s, x, torch.tensor([-1, 0]), eps)
-    with pytest.raises(ValueError, match="integers"):
-        q_sample(s, x, torch.tensor([0.0, 1.0]), eps)
+    with pytest.raises(ValueError, match="integer steps"):
+        q_sample(s, x, torch.tensor([0.5, 0.25]), eps)
     with pytest.raises(ValueError, match="shape"):
         q_sample(s, x, t, eps[:1])
     with pytest.raises(ValueError, match=r"\[0, 100\)"):
@@ -590,14 +604,21 @@ def test_errors():
         sample_ddim(model, s, (1, 2, 4, 4), num_steps=101, progress=False)
     with pytest.raises(ValueError, match="num_steps"):
         sample_ddim(model, s, (1, 2, 4, 4), num_steps=0, progress=False)
-    with pytest.raises(ValueError, match="null_class"):
-        sample_ddim(model, s, (1, 2, 4, 4), y=torch.tensor([1]), guidance_scale=2.0)
+    with pytest.raises(ValueError, match="null class"):
+        sample_ddim(model, s, (1, 2, 4, 4), condition=Condition(torch.tensor([1]), 2.0))
     with pytest.raises(ValueError, match="p_uncond"):
-        diffusion_loss(model, s, x, None, p_uncond=2.0)
+        diffusion_loss(model, s, x - 1, None, p_uncond=2.0)
     with pytest.raises(ValueError, match="null_class"):
-        diffusion_loss(model, s, x, torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="one label per sample"):
-        sample_ddpm(model, s, (2, 2, 4, 4), y=torch.tensor([1]), progress=False)
+        diffusion_loss(model, s, x - 1, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"looks like \[0, 1\]; use x \* 2 - 1"):
+        diffusion_loss(model, s, torch.rand(2, 1, 4, 4), None)
+    with pytest.raises(ValueError, match="sample_ddpm got 1 labels, expected 2"):
+        sample_ddpm(model, s, (2, 2, 4, 4), condition=Condition(torch.tensor([1])), progress=False)
+    with pytest.raises(TypeError, match="integer class labels"):
+        sample_ddim(model, s, (2, 2, 4, 4), condition=Condition(torch.tensor([1.0, 2.0])))
+    unet = ConditionalUNet(2, base=8, num_classes=3)
+    with pytest.raises(ValueError, match=r"sample_ddim takes labels in \[0, 2\]"):
+        sample_ddim(unet, s, (2, 2, 4, 4), condition=Condition(torch.tensor([0, 5])))
 
 
 # ------------------------------------------------------------------ EMA and training
@@ -689,7 +710,7 @@ def test_classifier_guidance_adds_the_scaled_classifier_gradient():
     )
     with pytest.raises(ValueError, match="needs the labels"):
         guided(x, t)
-    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+    with pytest.raises(ValueError, match=r"ClassifierGuidance takes labels in \[0, 2\]"):
         guided(x, t, torch.tensor([0, 1, 3, 0]))
 
 
@@ -706,7 +727,7 @@ def test_classifier_guidance_steers_a_sampler():
             schedule,
             (4, 2, 4, 4),
             num_steps=10,
-            y=y,
+            condition=Condition(y),
             clip_sample=False,
             progress=False,
             generator=torch.Generator().manual_seed(0),
@@ -764,9 +785,11 @@ def test_fm_path_ends_and_target_is_its_derivative():
     t, h = torch.tensor([0.1, 0.5, 0.8]), 1e-3
     slope = (fm_path(x1, noise, t + h) - fm_path(x1, noise, t - h)) / (2 * h)
     torch.testing.assert_close(slope, fm_target(x1, noise), atol=1e-3, rtol=0)
-    with pytest.raises(ValueError, match=r"floats in \[0, 1\]"):
+    with pytest.raises(
+        TypeError, match=r"fm_path takes a float time t in \[0, 1\], got torch.int64"
+    ):
         fm_path(x1, noise, torch.tensor([0, 1, 1]))
-    with pytest.raises(ValueError, match=r"floats in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"fm_path takes a time t in \[0, 1\]"):
         fm_path(x1, noise, torch.tensor([0.0, 1.5, 1.0]))
     with pytest.raises(ValueError, match="shape"):
         fm_target(x1, noise[:2])
@@ -817,9 +840,7 @@ def test_heun_makes_two_guided_calls_per_step():
     from course_utils.diffusion import sample_heun
 
     model, y = TinyEpsModel(), torch.tensor([0, 2])
-    sample_heun(
-        model, (2, 2, 4, 4), num_steps=5, y=y, guidance_scale=2.0, null_class=4, progress=False
-    )
+    sample_heun(model, (2, 2, 4, 4), num_steps=5, condition=Condition(y, 2.0, 4), progress=False)
     assert model.calls == 10  # one doubled batch per velocity evaluation, two per step
 
 

@@ -1,4 +1,4 @@
-"""fit() under torchrun, and the helpers of course_utils.distributed.
+"""distributed.fit under torchrun, and the helpers of course_utils.distributed.
 
 The main test launches this very file with ``torchrun`` (2 CPU processes, Gloo backend): run as a
 script, it is the worker at the bottom, which trains a small model with ``fit`` and writes what
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from course_utils import distributed
 from course_utils.runtime import device, seed_everything
-from course_utils.train import evaluate, fit, fit_one_cycle
+from course_utils.train import evaluate, fit
 
 CPU = torch.device("cpu")
 BATCH_PER_RANK, WORLD = 8, 2
@@ -43,20 +43,21 @@ def mlp():
 
 def train(model, train_loader, val_loader):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.5)
-    return fit(
+    return distributed.fit(
         model, train_loader, val_loader, epochs=3, optimizer=optimizer, device=CPU, progress=False
     )
 
 
 def worker(out: Path) -> None:
-    """Each rank: the learner's code, unchanged (plain loaders, plain model), then its results."""
+    """Each rank: the learner's code (a plain model, a loader on a DistributedSampler), then
+    its results."""
     distributed.setup()
     train_set, val_set = datasets()
     model = mlp()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     history = train(
         model,
-        DataLoader(train_set, batch_size=BATCH_PER_RANK, shuffle=True),
+        DataLoader(train_set, batch_size=BATCH_PER_RANK, sampler=DistributedSampler(train_set)),
         DataLoader(val_set, batch_size=4),
     )
     wrote = distributed.save_checkpoint(model, out / "checkpoint.pt")
@@ -133,9 +134,17 @@ def group_of_one(tmp_path):
         dist.destroy_process_group()
 
 
+def one_rank_loader(dataset, batch_size, shuffle=False):
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle),
+    )
+
+
 def test_fit_in_a_group_wraps_the_model_and_matches_plain_fit(tmp_path):
     train_set, val_set = datasets()
-    loader = DataLoader(train_set, batch_size=16)  # sequential: the same order with one rank
+    loader = one_rank_loader(train_set, 16)  # sequential: the same order as a plain loader
     seen = []
 
     def step(model, batch, dev):
@@ -143,24 +152,19 @@ def test_fit_in_a_group_wraps_the_model_and_matches_plain_fit(tmp_path):
         x, y = batch
         return nn.functional.cross_entropy(model(x), y)
 
-    def run():
+    def run(fit_, loader):
         model = mlp()
-        history = fit(
-            model,
-            loader,
-            DataLoader(val_set, batch_size=7),
-            epochs=2,
-            device=CPU,
-            train_step=step,
-            progress=False,
+        val_loader = DataLoader(val_set, batch_size=7)
+        history = fit_(
+            model, loader, val_loader, epochs=2, device=CPU, train_step=step, progress=False
         )
         return model, history
 
-    reference, expected = run()
+    reference, expected = run(fit, DataLoader(train_set, batch_size=16))
     assert set(seen) == {nn.Sequential}
     seen.clear()
     with group_of_one(tmp_path):
-        model, history = run()
+        model, history = run(distributed.fit, loader)
     assert set(seen) == {DistributedDataParallel}  # gradients are averaged through the wrapper
     assert isinstance(model, nn.Sequential)  # the learner's model, trained in place
     for p, q in zip(model.parameters(), reference.parameters()):
@@ -169,30 +173,43 @@ def test_fit_in_a_group_wraps_the_model_and_matches_plain_fit(tmp_path):
     assert history.val_metric == pytest.approx(expected.val_metric)
 
 
-def test_fit_one_cycle_plans_the_schedule_over_this_ranks_steps(tmp_path, monkeypatch):
-    """With 2 ranks each epoch has half the steps; a schedule planned over the whole loader would
-    stop halfway through its cycle. Rank 0 of 2 is simulated in a group of one."""
-    schedules = []
-
-    class RecordingOneCycle(torch.optim.lr_scheduler.OneCycleLR):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            schedules.append(self)
-
-    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", RecordingOneCycle)
-    train_set, _ = datasets()
-    loader = DataLoader(train_set, batch_size=8, shuffle=True)  # 12 steps, 6 per rank of 2
-    with group_of_one(tmp_path):
-        monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
-        fit_one_cycle(mlp(), loader, epochs=2, lr=0.1, device=CPU, progress=False)
-    (schedule,) = schedules
-    assert schedule.total_steps == 2 * 6 and schedule.last_epoch == 2 * 6  # planned = taken
-
-
-def test_fit_in_a_group_warns_when_it_cannot_shard(tmp_path):
+def test_fit_needs_a_distributed_sampler():
     batches = [(torch.randn(4, 8), torch.randint(0, 4, (4,)))] * 2
-    with group_of_one(tmp_path), pytest.warns(UserWarning, match="every rank trains on the same"):
-        fit(mlp(), batches, device=CPU, progress=False)
+    with pytest.raises(ValueError, match="sampler=DistributedSampler"):
+        distributed.fit(mlp(), batches, device=CPU, progress=False)
+    plain = DataLoader(datasets()[0], batch_size=8, shuffle=True)
+    with pytest.raises(ValueError, match="its own share"):
+        distributed.fit(mlp(), plain, device=CPU, progress=False)
+
+
+def test_fit_sets_the_epoch_of_the_sampler_and_keeps_the_loader():
+    """DistributedSampler seeds its shuffle with the epoch: without set_epoch every epoch would
+    see the batches in the same order. The learner's loader is used as given (its generator,
+    timeout, workers): nothing is rebuilt."""
+    train_set, _ = datasets()
+    loader = one_rank_loader(train_set, 16, shuffle=True)
+    orders = []
+
+    def record(model, batch, device):
+        orders.append(batch[1].clone())  # the labels of the epoch's first batch
+        return nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    distributed.fit(
+        mlp(),
+        loader,
+        epochs=3,
+        max_steps_per_epoch=1,
+        train_step=record,
+        device=CPU,
+        progress=False,
+    )
+    assert loader.sampler.epoch == 2
+    expected = []
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        expected.append(next(iter(loader))[1])
+    assert all(torch.equal(a, b) for a, b in zip(orders, expected))
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
 
 
 def test_helpers_without_torchrun(monkeypatch, tmp_path):

@@ -148,7 +148,7 @@ def test_swap_ignoring_overrides_fails():
 def test_reference_loop_matches_course_ddim():
     from diffusers import DDIMScheduler
 
-    from course_utils.diffusion import NoiseSchedule, sample_ddim
+    from course_utils.diffusion import Condition, NoiseSchedule, sample_ddim
 
     model, noise, y = lesson11.TinyEpsModel(), torch.randn(2, 1, 4, 4), torch.tensor([3, 10])
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
@@ -158,7 +158,7 @@ def test_reference_loop_matches_course_ddim():
         NoiseSchedule(1000, "cosine"),
         noise.shape,
         num_steps=10,
-        y=y,
+        condition=Condition(y),
         x_T=noise,
         progress=False,
     )

@@ -103,7 +103,7 @@ def test_features_use_eval_mode_then_restore_modes_and_remove_hooks():
     assert _hooks(model) == 0
 
 
-def test_hooks_are_removed_and_modes_restored_when_the_forward_pass_fails():
+def test_the_model_check_runs_and_modes_are_restored_when_the_forward_pass_fails():
     model = resnet_small(num_classes=10, in_channels=1).train()
     with pytest.raises(ValueError, match="channel"):
         extract_features(model, torch.rand(2, 3, 16, 16))  # 3 channels for a 1-channel model
@@ -115,8 +115,44 @@ def test_unknown_layer_names_a_few_valid_ones():
     model = resnet_small(num_classes=10, in_channels=1)
     with pytest.raises(ValueError, match=r"no layer 'layer9'.*layer1"):
         extract_features(model, torch.rand(2, 1, 16, 16), layer="layer9")
-    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
-        extract_features(model, torch.rand(1, 16, 16))
+
+
+def test_a_module_called_twice_has_one_node_per_call():
+    # a BasicBlock reuses its ReLU: after bn1, then after the skip connection (the block output)
+    torch.manual_seed(0)
+    model = resnet_small(num_classes=10, in_channels=1).eval()
+    x = torch.rand(3, 1, 16, 16)
+    torch.testing.assert_close(
+        extract_features(model, x, layer="layer1.0.relu_1"),
+        extract_features(model, x, layer="layer1.0"),
+    )
+    first = extract_features(model, x, layer="layer1.0.relu")
+    torch.testing.assert_close(
+        first,
+        model.layer1[0]
+        .relu(model.layer1[0].bn1(model.layer1[0].conv1(model.relu(model.bn1(model.conv1(x))))))
+        .mean((2, 3)),
+    )
+
+
+def test_bad_images_and_untraceable_models_get_the_fix():
+    model = resnet_small(num_classes=10, in_channels=1)
+    x = torch.rand(2, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
+        extract_features(model, x[0])
+    with pytest.raises(TypeError, match="torch.from_numpy"):
+        extract_features(model, x.numpy())
+    with pytest.raises(TypeError, match="/ 255"):
+        extract_features(model, (x * 255).byte())
+    with pytest.raises(ValueError, match="got an empty"):
+        extract_features(model, x[:0])
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x.flatten(1) if x.sum() > 0 else -x.flatten(1)  # branches on a value
+
+    with pytest.raises(ValueError, match="forward hook"):
+        extract_features(Branchy(), x, layer="flatten")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +196,8 @@ def test_plot_neighbours_shows_query_and_neighbours():
     images = torch.rand(10, 1, 8, 8)
     labels = torch.tensor([0, 0, 1, 1, 0, 1, 0, 1, 0, 1])
     fig = plot_neighbours(images, 0, [1, 2], [0.9, 0.8], labels=labels)
+    with pytest.raises(ValueError, match="2 indices, 1 similarities"):
+        plot_neighbours(images, 0, [1, 2], [0.9])
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     assert fig.axes[0].get_title() == "query\n0"
     assert fig.axes[1].get_title() == "0.90\n0"
@@ -194,7 +232,7 @@ def test_clusters_of_separated_classes_match_them():
         cluster_features(feats, "dbscan", n_clusters=3)
     with pytest.raises(ValueError, match="kmeans"):
         cluster_features(feats, "spectral", n_clusters=3)
-    with pytest.raises(ValueError, match="89 clusters"):
+    with pytest.raises(ValueError, match="cluster_scores .*90 true_labels, 89 cluster_labels"):
         cluster_scores(labels, clusters[:-1])
 
 
@@ -214,7 +252,9 @@ def test_compare_classifiers_good_features_beat_noise():
     assert min(good) > 0.9 and max(bad) < 0.6
     again = compare_classifiers({"CNN-like": feats}, labels)
     assert again == rows[:2]  # fixed folds and seeds: the same numbers every time
-    with pytest.raises(ValueError, match="89 labels for 90 rows"):
+    with pytest.raises(
+        ValueError, match=r"compare_classifiers \(features .x.\) .*90 features, 89 labels"
+    ):
         compare_classifiers({"x": feats}, labels[:-1])
 
 
@@ -299,7 +339,7 @@ def test_ece_matches_torchmetrics(n_bins, seed):
 
 
 def test_ece_errors():
-    with pytest.raises(ValueError, match="3 labels for 4"):
+    with pytest.raises(ValueError, match="4 probs, 3 labels"):
         expected_calibration_error(HAND_PROBS, HAND_LABELS[:3])
     with pytest.raises(ValueError, match="softmax"):
         expected_calibration_error(5 * HAND_PROBS, HAND_LABELS)  # logits, not probabilities

@@ -1,4 +1,4 @@
-"""course_utils.latent: the VAE of latent diffusion."""
+"""course_utils.diffusion.vae: the VAE of latent diffusion (lesson 09)."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
 from course_utils.data import digits
-from course_utils.latent import VAE, kl_divergence, latent_scale, train_vae, vae_loss
+from course_utils.diffusion import VAE, kl_divergence, latent_scale, train_vae, vae_loss
 
 
 def test_vae_shapes_for_each_compression_factor():
@@ -20,6 +20,20 @@ def test_vae_shapes_for_each_compression_factor():
         assert vae.factor == 2**downsamples
     with pytest.raises(ValueError, match="divisible by 4"):
         VAE(base=8).encode(torch.zeros(1, 1, 10, 10))
+    with pytest.raises(ValueError, match=r"VAE.encode takes images in \[-1, 1\].*x \* 2 - 1"):
+        VAE(base=8).encode(torch.rand(3, 1, 16, 16))  # [0, 1] images: the range of the data sets
+    with pytest.raises(ValueError, match="VAE.encode takes 1-channel images"):
+        VAE(base=8).encode(torch.zeros(2, 16, 16, 1))
+    with pytest.raises(ValueError, match="VAE.decode takes 4-channel images"):
+        VAE(base=8).decode(torch.zeros(2, 1, 16, 16))  # an image instead of a latent
+
+
+def test_kl_divergence_refuses_mismatched_or_non_finite_moments():
+    mean = torch.zeros(2, 4, 2, 2)
+    with pytest.raises(ValueError, match="same shape"):
+        kl_divergence(mean, mean[:, :2])
+    with pytest.raises(ValueError, match=r"kl_divergence \(logvar\) got NaN"):
+        kl_divergence(mean, torch.full_like(mean, float("inf")))
 
 
 def test_kl_matches_torch_distributions_and_vanishes_at_the_prior():

@@ -278,3 +278,26 @@ def test_the_reference_check_finds_broken_ones(tmp_path):
         f"section 9 of {LESSON_OF['09'].name}",
         "exercise 9",
     ]
+
+
+#: a package path a lesson names: ``course_utils/diffusion/vae.py``, ``course_utils/transfer/``
+PACKAGE_PATH = re.compile(r"course_utils/[\w/]*\w(?:\.py)?/?")
+
+
+def missing_package_paths(path: Path) -> list[str]:
+    named = {m.group(0) for text in markdown_of(path) for m in PACKAGE_PATH.finditer("".join(text))}
+    return sorted(p for p in named if not (ROOT / p).exists())
+
+
+@pytest.mark.parametrize("path", LESSONS + SOLUTIONS, ids=lambda p: p.name)
+def test_files_a_lesson_names_exist(path):
+    """Each lesson lists the package files it imports; a file that moved must not leave the list
+    pointing at nothing (lesson 00 once sent readers to a course_utils/image.py that never was)."""
+    assert missing_package_paths(path) == []
+
+
+def test_the_path_check_finds_a_stale_one(tmp_path):
+    lesson = tmp_path / "99_x.ipynb"
+    cell = {"cell_type": "markdown", "metadata": {}, "source": "see `course_utils/image.py`"}
+    lesson.write_text(json.dumps({"cells": [cell]}))
+    assert missing_package_paths(lesson) == ["course_utils/image.py"]

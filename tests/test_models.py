@@ -138,20 +138,24 @@ def test_small_resnet_keeps_resolution_until_the_stages():
 @pytest.mark.parametrize(
     ("factory", "shape", "message"),
     [
-        (LeNet5, (1, 1, 28, 28), r"LeNet5 expects 1x32x32 input \(got 1x28x28\)"),
-        (LeNet5, (1, 3, 32, 32), r"1x32x32 input \(got 3x32x32\).*1-channel"),
-        (LeNet5, (1, 32, 32), r"batch \[B, C, H, W\].*unsqueeze"),
+        (LeNet5, (1, 1, 28, 28), r"LeNet5 takes 32x32 images, got 28x28"),
+        (LeNet5, (1, 3, 32, 32), r"LeNet5 takes 1-channel images, got 3 channels"),
+        (LeNet5, (1, 32, 32), r"images \[B, C, H, W\].*unsqueeze"),
         (MiniVGG, (1, 1, 1, 1), r"at least 2x2"),
-        (MiniVGG, (1, 3, 8, 8), r"1xHxW input \(got 3x8x8\)"),
-        (resnet_small, (1, 3, 8, 8), r"ResNet expects 1xHxW"),
-        (lambda: InceptionModule(8, 4, 4, 4, 4, 4, 4), (1, 6, 5, 5), r"InceptionModule.*8xHxW"),
-        (lambda: ResidualBlock(8, 8), (1, 4, 5, 5), r"ResidualBlock expects 8xHxW"),
-        (lambda: BottleneckBlock(8, 2), (1, 4, 5, 5), r"BottleneckBlock expects 8xHxW"),
-        (lambda: MBConvBlock(8, 8, 6, 3, 1), (1, 4, 5, 5), r"MBConvBlock expects 8xHxW"),
-        (lambda: SEBlock(8, 2), (1, 4, 5, 5), r"SEBlock expects 8xHxW"),
-        (lambda: ConvNeXtBlock(8), (1, 4, 5, 5), r"ConvNeXtBlock expects 8xHxW"),
-        (lambda: VGGBlock(3, 8, 1), (1, 1, 5, 5), r"VGGBlock expects 3xHxW"),
-        (EfficientNetB0, (1, 1, 32, 32), r"EfficientNet expects 3xHxW"),
+        (MiniVGG, (1, 3, 8, 8), r"MiniVGG takes 1-channel images, got 3 channels"),
+        (resnet_small, (1, 3, 8, 8), r"ResNet takes 1-channel images"),
+        (
+            lambda: InceptionModule(8, 4, 4, 4, 4, 4, 4),
+            (1, 6, 5, 5),
+            r"InceptionModule takes 8-channel images",
+        ),
+        (lambda: ResidualBlock(8, 8), (1, 4, 5, 5), r"ResidualBlock takes 8-channel images"),
+        (lambda: BottleneckBlock(8, 2), (1, 4, 5, 5), r"BottleneckBlock takes 8-channel images"),
+        (lambda: MBConvBlock(8, 8, 6, 3, 1), (1, 4, 5, 5), r"MBConvBlock takes 8-channel images"),
+        (lambda: SEBlock(8, 2), (1, 4, 5, 5), r"SEBlock takes 8-channel images"),
+        (lambda: ConvNeXtBlock(8), (1, 4, 5, 5), r"ConvNeXtBlock takes 8-channel images"),
+        (lambda: VGGBlock(3, 8, 1), (1, 1, 5, 5), r"VGGBlock takes 3-channel images"),
+        (EfficientNetB0, (1, 1, 32, 32), r"EfficientNet takes 3-channel images"),
     ],
 )
 def test_wrong_input_raises_a_clear_error(factory, shape, message):
@@ -160,12 +164,14 @@ def test_wrong_input_raises_a_clear_error(factory, shape, message):
 
 
 def test_alexnet_rejects_224(alexnet):
-    with pytest.raises(ValueError, match=r"AlexNet expects 3x227x227 input \(got 3x224x224\).*227"):
+    with pytest.raises(
+        ValueError, match=r"AlexNet takes 227x227 images, got 224x224.*size=\(227, 227\)"
+    ):
         alexnet(torch.zeros(1, 3, 224, 224))
 
 
 def test_vgg16_rejects_other_sizes(vgg16):
-    with pytest.raises(ValueError, match=r"VGG16 expects 3x224x224 input \(got 3x32x32\)"):
+    with pytest.raises(ValueError, match=r"VGG16 takes 224x224 images, got 32x32"):
         vgg16(torch.zeros(1, 3, 32, 32))
 
 

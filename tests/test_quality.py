@@ -1,12 +1,11 @@
-"""course_utils.quality: the judge-based sample-quality measurements."""
+"""course_utils.diffusion.sample_quality: the judge-based sample-quality measurements."""
 
 import pytest
 import torch
 from torch import nn
 
 from course_utils import data
-from course_utils.quality import (
-    _check_unit_range,
+from course_utils.diffusion import (
     frechet_distance,
     judge_distance,
     load_judge,
@@ -16,6 +15,8 @@ from course_utils.quality import (
     sample_scores,
     to01,
 )
+from course_utils.diffusion.sample_quality import _check_unit_range
+from course_utils.features import extract_features
 
 
 def test_frechet_distance_known_cases():
@@ -30,6 +31,16 @@ def test_frechet_distance_known_cases():
     assert frechet_distance(a, c) == pytest.approx(3.0, abs=0.4)
     with pytest.raises(ValueError, match="same D"):
         frechet_distance(a, torch.randn(5, 2))
+
+
+def test_frechet_distance_refuses_what_has_no_covariance_and_warns_when_biased():
+    a = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="at least 2 samples per set"):
+        frechet_distance(a, a[:1])
+    with pytest.raises(ValueError, match=r"frechet_distance \(b\) got NaN"):
+        frechet_distance(a, torch.full((5, 3), float("nan")))
+    with pytest.warns(UserWarning, match="fewer samples than dimensions"):
+        frechet_distance(torch.randn(10, 20), torch.randn(10, 20))
 
 
 class BrightnessJudge(nn.Module):
@@ -48,17 +59,23 @@ class BrightnessJudge(nn.Module):
 
 def test_recognition_accuracy_counts_and_per_class():
     images = torch.stack([torch.full((1, 4, 4), v) for v in (0.1, 0.9, 0.8, 0.2, 0.7)])
-    labels = torch.tensor([0, 1, 0, 0, 2])  # right, right, wrong, right, wrong (no class 2)
+    labels = torch.tensor([0, 1, 0, 0, 0])  # right, right, wrong, right, wrong
     judge = BrightnessJudge().train()
     assert recognition_accuracy(judge, images, labels) == pytest.approx(3 / 5)
     assert judge.training  # mode restored
     overall, per_class = recognition_accuracy(judge, images, labels, per_class=True)
     assert overall == pytest.approx(0.6)
-    torch.testing.assert_close(per_class, torch.tensor([2 / 3, 1.0, 0.0]))
+    torch.testing.assert_close(per_class, torch.tensor([2 / 4, 1.0]))
+    with pytest.raises(ValueError, match=r"labels in \[0, 1\], got values in \[0, 2\]"):
+        recognition_accuracy(judge, images, labels.index_fill(0, torch.tensor([4]), 2))
     with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
         recognition_accuracy(judge, images * 2 - 1, labels)
-    with pytest.raises(ValueError, match="one label per image"):
+    with pytest.raises(ValueError, match="recognition_accuracy got 3 labels, expected 5"):
         recognition_accuracy(judge, images, labels[:3])
+    with pytest.raises(TypeError, match=r"integer class labels.*y\.long\(\)"):
+        recognition_accuracy(judge, images, labels.float())
+    with pytest.raises(TypeError, match=r"x\.float\(\) / 255"):
+        recognition_accuracy(judge, (images * 255).byte(), labels)
 
 
 def test_judge_distance_separates_real_digits_from_noise():
@@ -72,7 +89,7 @@ def test_judge_distance_separates_real_digits_from_noise():
     blurred = judge_distance(judge, x_test, nn.functional.avg_pool2d(x_train[:450], 3, 1, 1))
     assert real < blurred < noise
     assert real < 0.1 * noise
-    with pytest.raises(ValueError, match="generated must lie in"):
+    with pytest.raises(ValueError, match=r"judge_distance \(generated\) takes images in \[0, 1\]"):
         judge_distance(judge, x_test, x_train * 2 - 1)
 
 
@@ -96,11 +113,11 @@ def test_sample_scores_refuses_range_mix_ups():
     judge = load_judge()
     x_train, x_test, y_train, _ = data.digits_split(size=16)
     samples, labels = x_train[:20] * 2 - 1, y_train[:20]
-    with pytest.raises(ValueError, match=r"already in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"looks like \[0, 1\]; use x \* 2 - 1"):
         sample_scores(judge, x_train[:20], labels, x_test)  # converted twice
-    with pytest.raises(ValueError, match=r"reference must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"sample_scores \(reference\) takes images in \[0, 1\]"):
         sample_scores(judge, samples, labels, x_test * 2 - 1)
-    with pytest.raises(ValueError, match="one label per image"):
+    with pytest.raises(ValueError, match="got 5 labels, expected 20"):
         sample_scores(judge, samples, labels[:5], x_test)
 
 
@@ -134,6 +151,55 @@ def test_to01_maps_the_model_range_to_unit_images():
     out = to01(x)
     assert torch.equal(out.flatten(), torch.tensor([0.0, 0.25, 0.5, 1.0, 1.0, 0.0]))
     assert out.device.type == "cpu" and not out.requires_grad
-    _check_unit_range(out)  # what every function of the module accepts
-    with pytest.raises(ValueError, match="to01"):
-        _check_unit_range(x.detach())  # the raw samples are refused, and the error names the fix
+    _check_unit_range(out, "test")  # what every function of the module accepts
+    with pytest.raises(ValueError, match=r"test takes images in \[0, 1\].*\(x \+ 1\) / 2"):
+        _check_unit_range(x.detach().clamp(-1, 1), "test")  # raw samples refused, fix named
+    with pytest.raises(ValueError, match=r"to01 takes images in \[-1, 1\].*looks like \[0, 1\]"):
+        to01(out.repeat(2, 1, 1, 1))  # already converted: its black would turn grey
+    with pytest.raises(TypeError, match=r"to01 takes float images, got torch.uint8"):
+        to01((out * 255).byte())
+
+
+class PenultimateFeatures(nn.Module):
+    """The judge's penultimate features as a module, the form torchmetrics' FID takes for a
+    custom feature extractor (``num_features`` spares it a trial forward pass)."""
+
+    def __init__(self, judge):
+        super().__init__()
+        self.judge = judge
+        self.num_features = judge.fc.in_features
+
+    def forward(self, x):
+        return extract_features(self.judge, x)
+
+
+@pytest.mark.parametrize("n", [40, 300])
+def test_judge_distance_agrees_with_torchmetrics_fid_on_the_same_features(n):
+    """Our FID is torchmetrics' ``FrechetInceptionDistance`` with the judge as its network: the
+    same number on real digits against a shifted set (n = 40 < 64 features: the biased case)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    judge = load_judge(device="cpu")
+    x_train, x_test, _, _ = data.digits_split(size=16)
+    real, fake = x_test[:n], (x_train[:n] * 0.7 + 0.1)
+    fid = FrechetInceptionDistance(feature=PenultimateFeatures(judge), normalize=True)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    expected = fid.compute().item()
+    with pytest.warns(UserWarning) if n < judge.fc.in_features else _no_warning():
+        ours = judge_distance(judge, real, fake)
+    assert ours == pytest.approx(expected, rel=1e-3, abs=1e-3)
+    assert ours > 1  # a real difference, not two zeros agreeing
+
+
+def _no_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def ctx():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+
+    return ctx()

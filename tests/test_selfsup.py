@@ -134,8 +134,12 @@ def test_random_views_shift_moves_the_stroke():
 
 
 def test_random_views_reject_bad_input():
-    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\].*unsqueeze\(0\)"):
         random_views(torch.rand(1, 8, 8))
+    with pytest.raises(ValueError, match=r"\[0, 255\]: use x / 255"):
+        random_views(255 * torch.rand(2, 1, 8, 8))
+    with pytest.raises(TypeError, match="torch.from_numpy"):
+        random_views(torch.rand(2, 1, 8, 8).numpy())
     with pytest.raises(ValueError, match="range"):
         random_views(torch.rand(2, 1, 8, 8), scale=(1.2, 0.8))
 
@@ -194,8 +198,10 @@ def test_pretrain_simclr_rejects_bad_input():
         pretrain_simclr(nn.Linear(2, 2), torch.rand(4, 1, 8, 8), epochs=1)
     with pytest.raises(ValueError, match="at least 2 images"):
         pretrain_simclr(tiny_simclr(), torch.rand(1, 1, 8, 8), epochs=1)
-    with pytest.raises(ValueError, match="at least 2 images"):
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
         pretrain_simclr(tiny_simclr(), torch.rand(4, 8, 8), epochs=1)
+    with pytest.raises(TypeError, match="/ 255"):
+        pretrain_simclr(tiny_simclr(), torch.zeros(4, 1, 8, 8, dtype=torch.uint8), epochs=1)
 
 
 # --- the linear probe -------------------------------------------------------------------------
@@ -245,9 +251,13 @@ def test_linear_probe_survives_a_constant_feature():
 
 def test_linear_probe_rejects_bad_input():
     x, y = blobs(spread=0.3)
-    with pytest.raises(ValueError, match=r"train features \[N, D\]"):
+    with pytest.raises(ValueError, match=r"linear_probe \(train\) got 179 labels"):
         linear_probe(x, y[:-1], x, y)
-    with pytest.raises(ValueError, match=r"test features \[N, D\]"):
+    with pytest.raises(TypeError, match=r"y.long\(\)"):
+        linear_probe(x, y.float(), x, y)
+    with pytest.raises(ValueError, match="empty inputs"):
+        linear_probe(x[:0], y[:0], x, y)
+    with pytest.raises(ValueError, match=r"test features \[N, D\], got \(1, "):
         linear_probe(x, y, x[None], y)
     with pytest.raises(ValueError, match="same encoder"):
         linear_probe(x, y, x[:, :2], y)

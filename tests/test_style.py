@@ -10,9 +10,9 @@ from torchvision.models import VGG19_Weights, vgg19
 
 from course_utils import runtime, style
 from course_utils.style import (
-    VGG19_CONTENT_LAYERS,
-    VGG19_LAYERS,
-    VGG19_STYLE_LAYERS,
+    _VGG19_CONTENT_LAYERS,
+    _VGG19_LAYERS,
+    _VGG19_STYLE_LAYERS,
     FeatureExtractor,
     WeightsUnavailable,
     gram_matrix,
@@ -82,8 +82,8 @@ def test_gram_matrix_rejects_non_4d_input(shape):
 def test_extractor_returns_requested_layers_and_is_frozen(extractor):
     out = extractor(torch.rand(2, 3, 32, 48))
     assert set(out) == {"content", "style"}
-    assert len(out["content"]) == len(style.RANDOM_CONTENT_LAYERS)
-    assert len(out["style"]) == len(style.RANDOM_STYLE_LAYERS)
+    assert len(out["content"]) == len(style._RANDOM_CONTENT_LAYERS)
+    assert len(out["style"]) == len(style._RANDOM_STYLE_LAYERS)
     # relu{k} comes before pool{k}: stage k sees an image pooled k - 1 times.
     for k, (f, width) in enumerate(zip(out["style"], (64, 128, 256, 256))):
         assert f.shape == (2, width, 32 >> k, 48 >> k)
@@ -111,7 +111,7 @@ def test_extractor_errors():
     ex = FeatureExtractor(net, [1], [1])
     with pytest.raises(ValueError, match="channels last"):
         ex(torch.rand(1, 16, 16, 3))
-    with pytest.raises(ValueError, match="0-255"):
+    with pytest.raises(ValueError, match=r"\[0, 255\]: use x / 255"):
         ex(torch.rand(1, 3, 16, 16) * 255)
 
 
@@ -124,14 +124,14 @@ def test_random_features_is_deterministic():
 
 def test_vgg19_layer_names_point_at_the_right_modules():
     net = vgg19_features(weights=None)  # the bare architecture: no download
-    assert [name for name, _ in net.named_children()] == list(VGG19_LAYERS)
+    assert [name for name, _ in net.named_children()] == list(_VGG19_LAYERS)
     for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"):
-        index = VGG19_LAYERS.index(name)
+        index = _VGG19_LAYERS.index(name)
         assert isinstance(net[index], nn.Conv2d), name
         assert isinstance(net[index + 1], nn.ReLU), name
-        assert VGG19_LAYERS[index + 1] == name.replace("conv", "relu")
-    assert VGG19_LAYERS.index("conv4_2") == 21  # torchvision's vgg19().features[21]
-    assert set(VGG19_STYLE_LAYERS + VGG19_CONTENT_LAYERS) <= set(VGG19_LAYERS)
+        assert _VGG19_LAYERS[index + 1] == name.replace("conv", "relu")
+    assert _VGG19_LAYERS.index("conv4_2") == 21  # torchvision's vgg19().features[21]
+    assert set(_VGG19_STYLE_LAYERS + _VGG19_CONTENT_LAYERS) <= set(_VGG19_LAYERS)
     assert not any(isinstance(m, nn.MaxPool2d) for m in net)  # pool="avg" by default
     assert isinstance(vgg19_features(weights=None, pool="max")[4], nn.MaxPool2d)
 
@@ -180,8 +180,8 @@ def test_vgg19_weights_go_to_the_course_cache(fake_hub, tmp_path):
     assert not (tmp_path / "torch").exists()  # nothing lands in torch's own cache
     for name in ("conv1_1", "conv4_2", "conv5_4"):  # the net is built from those weights
         assert torch.equal(
-            net[VGG19_LAYERS.index(name)].weight,
-            reference.features[VGG19_LAYERS.index(name)].weight,
+            net[_VGG19_LAYERS.index(name)].weight,
+            reference.features[_VGG19_LAYERS.index(name)].weight,
         )
 
 
@@ -268,7 +268,7 @@ def test_style_transfer_rejects_bad_images(extractor):
     good = _image(0)
     with pytest.raises(TypeError, match="float"):
         style_transfer((good * 255).to(torch.uint8), good, extractor, steps=1, progress=False)
-    with pytest.raises(ValueError, match="0-255"):
+    with pytest.raises(ValueError, match=r"\[0, 255\]: use x / 255"):
         style_transfer(good, good * 255, extractor, steps=1, progress=False)
     with pytest.raises(ValueError, match="channels last"):
         style_transfer(good[0].permute(1, 2, 0), good, extractor, steps=1, progress=False)

@@ -179,7 +179,7 @@ def test_the_hand_written_loop_is_the_pipeline(untrained_pipe):
         mine = text_to_image.sample_by_hand(
             untrained_pipe,
             PROMPTS,
-            num_inference_steps=6,
+            num_steps=6,
             guidance_scale=scale,
             negative_prompt=negative,
             generator=torch.Generator().manual_seed(1),
@@ -187,7 +187,7 @@ def test_the_hand_written_loop_is_the_pipeline(untrained_pipe):
         assert theirs.shape == mine.shape == (3, 3, 32, 32)
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
     other = text_to_image.sample_by_hand(
-        untrained_pipe, PROMPTS, num_inference_steps=6, generator=torch.Generator().manual_seed(2)
+        untrained_pipe, PROMPTS, num_steps=6, generator=torch.Generator().manual_seed(2)
     )
     assert (other - mine).abs().max() > 1e-3  # the seed matters: the check above is not vacuous
 
@@ -207,7 +207,7 @@ def test_save_pretrained_round_trip_gives_identical_images(untrained_pipe, tmp_p
 
 
 def test_generate_is_seeded_and_batched(untrained_pipe):
-    kwargs = {"guidance_scale": 2.0, "num_inference_steps": 3}
+    kwargs = {"guidance_scale": 2.0, "num_steps": 3}
     a = text_to_image.generate(untrained_pipe, PROMPTS * 2, batch_size=4, **kwargs)
     b = text_to_image.generate(untrained_pipe, PROMPTS * 2, batch_size=4, **kwargs)
     assert a.shape == (6, 3, 32, 32) and torch.equal(a, b)
@@ -230,12 +230,12 @@ def test_bad_prompts_get_a_clear_error(untrained_pipe, prompts, negative, error,
             untrained_pipe,
             prompts,
             guidance_scale=2.0,
-            num_inference_steps=2,
+            num_steps=2,
             negative_prompt=negative,
         )
     with pytest.raises(error, match=message):
         text_to_image.sample_by_hand(
-            untrained_pipe, prompts, num_inference_steps=2, negative_prompt=negative or ""
+            untrained_pipe, prompts, num_steps=2, negative_prompt=negative or ""
         )
 
 
@@ -320,9 +320,7 @@ def test_the_shipped_judge_reads_real_scenes_it_never_saw():
 def test_the_shipped_pipeline_draws_what_it_is_asked():
     pipe = text_recipes.shipped_pipeline(device="cpu")
     prompts = text_recipes.evaluation_prompts(60)
-    images = text_to_image.generate(
-        pipe, prompts.captions, guidance_scale=4.0, num_inference_steps=10
-    )
+    images = text_to_image.generate(pipe, prompts.captions, guidance_scale=4.0, num_steps=10)
     right = scene_judge.prompt_accuracy(
         zoo.load("scene_judge", device="cpu"), images, prompts.captions
     )

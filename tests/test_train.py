@@ -6,10 +6,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.runtime import seed_everything
-from course_utils.train import History, evaluate, fit, fit_one_cycle, predict
+from course_utils.train import History, evaluate, evaluating, fit, fit_one_cycle, predict
 
 CPU = torch.device("cpu")
 
@@ -40,7 +40,8 @@ def test_fit_learns_digits_and_records_history(digits):
     seed_everything(0)
     model = mlp()
     train_loader, val_loader = loaders(digits)
-    history = fit(model, train_loader, val_loader, epochs=3, lr=1e-2, device=CPU, progress=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    history = fit(model, train_loader, val_loader, epochs=3, optimizer=optimizer, device=CPU)
     assert isinstance(history, History)
     assert history.metric_name == "accuracy"
     for values in (history.train_loss, history.val_loss, history.val_metric, history.epoch_time):
@@ -107,33 +108,6 @@ def test_max_steps_per_epoch_and_scheduler_step_per_optimizer_step(digits):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**6)
 
 
-def test_fit_sets_the_epoch_of_a_distributed_sampler(digits):
-    """DistributedSampler seeds its shuffle with the epoch: fit must tell it, or every epoch would
-    see the batches in the same order."""
-    train, _ = digits
-    sampler = DistributedSampler(train, num_replicas=1, rank=0, shuffle=True)  # no process group
-    orders = []
-
-    def record(model, batch, device):
-        orders.append(batch[1][:16].clone())  # the labels of the epoch's first batch
-        return nn.functional.cross_entropy(model(batch[0]), batch[1])
-
-    loader = DataLoader(train, batch_size=64, sampler=sampler)
-    fit(
-        mlp(),
-        loader,
-        epochs=3,
-        max_steps_per_epoch=1,
-        train_step=record,
-        device=CPU,
-        progress=False,
-    )
-    assert sampler.epoch == 2
-    first = [next(iter(DataLoader(train, batch_size=64, sampler=sampler)))[1][:16]]
-    assert torch.equal(orders[2], first[0])  # the last epoch's order is the sampler's for epoch 2
-    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
-
-
 def test_fit_one_cycle_plans_the_schedule_over_all_steps(digits):
     seed_everything(0)
     model = mlp()
@@ -194,22 +168,28 @@ def test_custom_train_step_gets_model_batch_device(digits):
     assert history.train_loss == [0.0]
 
 
-def test_grad_clip_limits_the_update():
-    """With SGD(lr=1) the update equals the gradient, so its norm is at most grad_clip."""
-    model = nn.Linear(4, 1, bias=False)
-    before = model.weight.detach().clone()
+def test_fit_one_cycle_grad_clip_limits_every_gradient_before_the_step():
+    seen = []
+
+    class Probe(nn.Linear):  # records the gradient norm the optimizer steps with
+        def forward(self, x):
+            if self.weight.grad is not None:
+                seen.append(self.weight.grad.norm().item())
+            return super().forward(x)
+
     x, y = torch.full((8, 4), 100.0), torch.zeros(8, 1)
-    fit(
-        model,
-        [(x, y)],
-        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-        loss_fn=nn.MSELoss(),
+    fit_one_cycle(
+        Probe(4, 1, bias=False),
+        [(x, y)] * 3,
+        epochs=1,
+        lr=0.1,
         grad_clip=0.5,
+        loss_fn=nn.MSELoss(),
         metric=None,
         device=CPU,
         progress=False,
     )
-    assert (model.weight.detach() - before).norm().item() == pytest.approx(0.5, rel=1e-4)
+    assert len(seen) == 2 and seen == pytest.approx([0.5, 0.5], rel=1e-4)  # unclipped: ~1e4
 
 
 def test_nan_loss_raises_naming_epoch_and_step():
@@ -220,8 +200,12 @@ def test_nan_loss_raises_naming_epoch_and_step():
 
 
 def test_fit_rejects_bad_input(digits):
-    with pytest.raises(ValueError, match="no batches"):
+    with pytest.raises(ValueError, match="empty loader"):
         fit(mlp(), [], device=CPU, progress=False)
+    with pytest.raises(TypeError, match="one-shot iterator"):  # a generator lasts one epoch
+        fit(mlp(), (b for b in loaders(digits)[0]), epochs=2, device=CPU, progress=False)
+    with pytest.raises(ValueError, match="at least 1"):
+        fit(mlp(), loaders(digits)[0], max_steps_per_epoch=0, device=CPU, progress=False)
     with pytest.raises(ValueError, match="metric must be"):
         fit(mlp(), loaders(digits)[0], metric="f1", device=CPU, progress=False)
     with pytest.raises(ValueError, match=r"\(inputs, targets\)"):
@@ -284,7 +268,7 @@ def test_predict_tensor_and_loader_match_the_model():
     loader = DataLoader(TensorDataset(x, torch.zeros(10)), batch_size=3)  # (x, y): y is ignored
     assert torch.allclose(predict(model, loader, device=CPU), expected)
     assert torch.allclose(predict(model, [x[:6], x[6:]], device=CPU), expected)
-    with pytest.raises(ValueError, match="no inputs"):
+    with pytest.raises(ValueError, match="empty loader"):
         predict(model, [], device=CPU)
 
 
@@ -318,3 +302,105 @@ def test_progress_bar_shows_epochs_loss_and_val_metric(digits, capsys):
     assert "loss=" in bar and "val_accuracy=" in bar
     fit(mlp(), train_loader, epochs=1, max_steps_per_epoch=2, device=CPU, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_evaluating_restores_every_modules_mode_even_on_error():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Dropout()).train()
+    model[1].eval()  # a frozen batch norm inside a model in training (transfer learning)
+    with evaluating(model) as inside:
+        assert inside is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+    with pytest.raises(KeyError), evaluating(model):
+        raise KeyError("a failing block")
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
+def image_batches(x, y):
+    return [(x, y)]
+
+
+class TinyCNN(nn.Module):
+    """Any nn.Module of the learner's, built for [B, 1, 8, 8] images: no guard of its own."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))
+
+
+@pytest.mark.parametrize(
+    "x, y, error, message",
+    [
+        (torch.rand(4, 1, 8, 8).numpy(), torch.zeros(4, dtype=torch.long), TypeError, "from_numpy"),
+        ([[0.5] * 64] * 4, torch.zeros(4, dtype=torch.long), TypeError, "Python list"),
+        (torch.rand(4, 1, 8, 8), [0, 1, 2, 0], TypeError, "Python list"),
+        ((torch.rand(4, 1, 8, 8) * 255).byte(), torch.zeros(4, dtype=torch.long), TypeError, "255"),
+        (torch.rand(4, 1, 8, 8) * 255, torch.zeros(4, dtype=torch.long), ValueError, "x / 255"),
+        (torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]), ValueError, r"\[0, 2\]"),
+        (torch.rand(4, 1, 8, 8), torch.tensor([1, 2, 3, 3]), ValueError, "y - 1"),
+        (torch.rand(4, 1, 8, 8), torch.tensor([0.0, 1.0, 2.0, 1.0]), TypeError, "y.long()"),
+        (torch.rand(4, 1, 8, 8), torch.zeros(3, dtype=torch.long), ValueError, "mismatched"),
+        (torch.full((4, 1, 8, 8), math.nan), torch.zeros(4, dtype=torch.long), ValueError, "NaN"),
+        (
+            torch.rand(4, 1, 16, 16),
+            torch.zeros(4, dtype=torch.long),
+            ValueError,
+            r"\(4, 1, 16, 16\)",
+        ),
+        (torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), ValueError, "channel count"),
+    ],
+    ids=[
+        "numpy",
+        "list inputs",
+        "list labels",
+        "uint8",
+        "0-255",
+        "label out of range",
+        "1-based labels",
+        "float labels",
+        "lengths",
+        "nan",
+        "image size",
+        "channels",
+    ],
+)
+def test_fit_and_evaluate_check_their_first_batch(x, y, error, message):
+    for call in (
+        lambda: fit(TinyCNN(), image_batches(x, y), device=CPU, progress=False),
+        lambda: evaluate(TinyCNN(), image_batches(x, y), device=CPU),
+    ):
+        with pytest.raises(error, match=message):
+            call()
+
+
+def test_a_shape_error_is_chained_to_the_models_own_error():
+    with pytest.raises(ValueError, match="cannot take inputs of shape") as caught:
+        predict(TinyCNN(), torch.rand(2, 1, 16, 16), device=CPU)
+    assert isinstance(caught.value.__cause__, RuntimeError)  # `raise ... from err`: both shown
+
+
+def test_predict_checks_a_tensor_like_a_batch():
+    with pytest.raises(TypeError, match="x.float\\(\\) / 255"):
+        predict(TinyCNN(), torch.zeros(2, 1, 8, 8, dtype=torch.uint8), device=CPU)
+    with pytest.raises(ValueError, match="empty inputs"):
+        predict(TinyCNN(), torch.zeros(0, 1, 8, 8), device=CPU)
+    with pytest.raises(TypeError, match="from_numpy"):
+        predict(TinyCNN(), [torch.rand(2, 1, 8, 8).numpy()], device=CPU)
+
+
+def test_normalised_images_and_regression_targets_pass():
+    """Negative values are a normalised batch (not [0, 255]); float targets of a regression
+    loss are not class labels: neither is refused."""
+    x = torch.randn(4, 1, 8, 8) * 2  # (x - mean) / std
+    scores = evaluate(TinyCNN(1), [(x, torch.randn(4, 1))], loss_fn=nn.MSELoss(), metric=None)
+    assert set(scores) == {"loss"} and math.isfinite(scores["loss"])
+
+
+def test_a_package_model_names_the_size_it_takes():
+    from course_utils.models import LeNet5
+
+    batch = [(torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))]
+    with pytest.raises(ValueError, match="32x32"):
+        evaluate(LeNet5(), batch, device=CPU)

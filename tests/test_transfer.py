@@ -1,6 +1,6 @@
 """course_utils.transfer: what each strategy trains, gradual unfreezing and the optimizer,
-per-group learning rates under the schedules, augmentation presets, MMD, gradient reversal,
-DANN, and the two training loops on a tiny problem."""
+per-group learning rates under the schedules, augmentation presets, AdaBN, MMD, gradient reversal,
+DANN, the two training loops on a tiny problem, and the checks at their door."""
 
 import functools
 import math
@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import data
-from course_utils.models import resnet_small
+from course_utils.models import count_parameters, resnet_small
 from course_utils.transfer import (
     AUGMENTATIONS,
     DANN,
+    STRATEGIES,
     GradualUnfreezing,
     GroupScheduler,
     accuracy,
+    adapt_batch_norm,
     adapt_domain,
     augmentation,
     dann_lambda,
@@ -28,7 +30,6 @@ from course_utils.transfer import (
     replace_head,
     resnet_blocks,
     set_strategy,
-    trainable_parameters,
     warmup_cosine,
 )
 from course_utils.zoo import one_thread
@@ -59,11 +60,12 @@ def test_resnet_blocks():
 
 @pytest.mark.parametrize(
     "strategy, expected",
-    [
-        ("feature_extraction", {"fc"}),
-        ("partial", {"layer3", "fc"}),
-        ("full", {"conv1", "bn1", "layer1", "layer2", "layer3", "fc"}),
-    ],
+    list(
+        zip(
+            STRATEGIES,
+            [{"fc"}, {"layer3", "fc"}, {"conv1", "bn1", "layer1", "layer2", "layer3", "fc"}],
+        )
+    ),
 )
 def test_each_strategy_trains_the_right_parameters(strategy, expected):
     model, blocks = model_and_blocks()
@@ -71,7 +73,7 @@ def test_each_strategy_trains_the_right_parameters(strategy, expected):
     assert trainable_names(model) == expected
     head = sum(p.numel() for p in model.fc.parameters())
     if strategy == "feature_extraction":
-        assert trainable_parameters(model) == head
+        assert count_parameters(model, trainable_only=True) == head
     set_strategy(model, blocks, "partial", trainable_blocks=2)
     assert trainable_names(model) == {"layer2", "layer3", "fc"}
     with pytest.raises(ValueError, match="strategy"):
@@ -110,16 +112,18 @@ def test_gradual_unfreezing_adds_parameters_to_the_optimizer():
     def in_optimizer() -> int:
         return sum(p.numel() for g in optimizer.param_groups for p in g["params"])
 
-    assert in_optimizer() == trainable_parameters(model) == 650  # the head only
+    assert in_optimizer() == count_parameters(model, trainable_only=True) == 650  # the head only
     assert not unfreezing.step(0) and not unfreezing.step(1)  # every=2: nothing yet
     assert unfreezing.step(2)
     assert trainable_names(model) == {"layer3", "fc"}
-    assert in_optimizer() == trainable_parameters(model) > 650
+    assert in_optimizer() == count_parameters(model, trainable_only=True) > 650
     assert optimizer.param_groups[-1]["lr"] == pytest.approx(0.05)  # one block below the head
     for epoch in range(3, 12):
         unfreezing.step(epoch)
     assert (
-        in_optimizer() == trainable_parameters(model) == sum(p.numel() for p in model.parameters())
+        in_optimizer()
+        == count_parameters(model, trainable_only=True)
+        == sum(p.numel() for p in model.parameters())
     )
     assert len(optimizer.param_groups) == len(blocks)  # each block added once
     # the newly added parameters really train: one step changes layer1
@@ -321,8 +325,101 @@ def test_accuracy_of_a_known_model():
             self.w = torch.nn.Parameter(torch.zeros(()))
 
         def forward(self, x):
-            return F.one_hot(x[:, 0, 0, 0].long(), 3).float()
+            return F.one_hot((2 * x[:, 0, 0, 0]).long(), 3).float()
 
-    x = torch.zeros(6, 1, 2, 2)
-    x[:, 0, 0, 0] = torch.tensor([0, 1, 2, 0, 1, 2])
+    x = torch.zeros(6, 1, 2, 2)  # images in [0, 1]; the pixel (0, 0) says the class
+    x[:, 0, 0, 0] = torch.tensor([0, 0.5, 1, 0, 0.5, 1])
     assert accuracy(Oracle(), x, torch.tensor([0, 1, 2, 0, 0, 0])) == pytest.approx(4 / 6)
+
+
+def test_accuracy_restores_the_mode_and_uses_eval():
+    model, _ = model_and_blocks()
+    model.train()
+    x, y = torch.rand(5, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4])
+    before = model.bn1.running_mean.clone()
+    accuracy(model, x, y)
+    assert model.training  # switched back
+    assert torch.equal(model.bn1.running_mean, before)  # eval mode: statistics untouched
+
+
+def test_adapt_batch_norm_recomputes_the_statistics_on_the_target():
+    model, _ = model_and_blocks()
+    model.fc = torch.nn.Identity()
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    target = 0.5 + 0.1 * torch.randn(40, 3, 16, 16, generator=g)
+    momentum = model.bn1.momentum
+    adapt_batch_norm(model, target, batch_size=40)
+    # one batch: the running statistics are exactly the batch statistics of the first BN's input
+    with torch.no_grad():
+        z = model.conv1(target)
+    torch.testing.assert_close(model.bn1.running_mean, z.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(model.bn1.running_var, z.var(dim=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    assert not model.training and model.bn1.momentum == momentum  # back as it was
+    # several batches: the plain average of the batch means (momentum=None), not an EMA
+    adapt_batch_norm(model, target, batch_size=10)
+    with torch.no_grad():
+        means = torch.stack([model.conv1(b).mean(dim=(0, 2, 3)) for b in target.split(10)])
+    torch.testing.assert_close(model.bn1.running_mean, means.mean(0))
+    with pytest.raises(ValueError, match="no batch-norm"):
+        adapt_batch_norm(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)), target)
+
+
+def test_bad_arguments_are_refused_with_the_fix():
+    model, blocks = model_and_blocks()
+    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+        replace_head(model, 0)
+    with pytest.raises(ValueError, match="warm-up of 20 steps does not fit in a schedule of 10"):
+        warmup_cosine(0, 10, warmup=20)
+    with pytest.raises(ValueError, match="total must be a positive"):
+        warmup_cosine(0, 0)
+    with pytest.raises(ValueError, match="pct_start"):
+        one_cycle(0, 10, pct_start=1.5)
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        augmentation("minimal", 0)
+    with pytest.raises(ValueError, match="num_classes"):
+        DANN(torch.nn.Identity(), feature_dim=8, num_classes=0)
+    dann = DANN(torch.nn.Flatten(), feature_dim=5, num_classes=3)
+    with pytest.raises(ValueError, match=r"expected \[B, 5\]"):
+        dann(torch.rand(2, 3, 2, 2))
+    with pytest.raises(ValueError, match="non-empty"):
+        mmd_loss(torch.zeros(0, 4), torch.zeros(3, 4))
+
+
+def test_the_loops_check_their_data_once_with_the_fix():
+    source, target, test = tiny_problem()
+    images, labels = source
+    model, blocks = model_and_blocks()
+
+    def tune(train, **kwargs):
+        return fine_tune(
+            model, blocks, train, test, strategy="full", epochs=1, lr=1e-3, progress=False, **kwargs
+        )
+
+    with pytest.raises(TypeError, match="torch.from_numpy"):
+        tune((images.numpy(), labels))
+    with pytest.raises(TypeError, match=r"x.float\(\) / 255"):
+        tune(((images * 255).byte(), labels))
+    with pytest.raises(TypeError, match=r"y.long\(\)"):
+        tune((images, labels.float()))
+    with pytest.raises(ValueError, match="got 3 labels"):
+        tune((images, labels[:3]))
+    with pytest.raises(ValueError, match="got an empty"):
+        tune((images[:0], labels[:0]))
+    with pytest.raises(ValueError, match="a pair"):
+        tune(images)
+    with pytest.raises(ValueError, match="warmup is a share"):
+        tune(source, warmup=3)
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
+        accuracy(model, images[0], labels[:1])
+    with pytest.raises(TypeError, match="Python list"):
+        adapt_domain(
+            DANN(torch.nn.Flatten(), 768, 10),
+            source,
+            list(target[0]),
+            test,
+            method="none",
+            epochs=1,
+            lr=1e-3,
+            progress=False,
+        )

@@ -14,10 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils import data, image, quality, runtime, style, train, zoo
-from course_utils.diffusion import ConditionalUNet, NoiseSchedule, ddim_step, q_sample, sample_ddim
+from course_utils import data, diffusion, image, runtime, style, train, zoo
+from course_utils.diffusion import (
+    VAE,
+    ConditionalUNet,
+    NoiseSchedule,
+    ddim_step,
+    q_sample,
+    sample_ddim,
+)
 from course_utils.diffusion.tokenizer import build_tokenizer, check_prompt
-from course_utils.latent import VAE
 
 ROOT = Path(__file__).resolve().parent.parent
 QUOTED_ERROR = re.compile(r"`(\w+(?:Error|Unavailable)): ([^`]+)`")
@@ -141,16 +147,18 @@ CASES = [
         "HWC image",
         lambda tmp, mp: image.rgb_to_gray(torch.rand(8, 8, 3)),
         ValueError,
-        "this looks like HWC (channels last)",
+        "it looks like HWC (channels last)",
     ),
     ("unknown checkpoint", lambda tmp, mp: zoo.load("lenet5"), KeyError, "no checkpoint named"),
     (
         "samples in [-1, 1] judged",
-        lambda tmp, mp: quality.recognition_accuracy(
-            quality.load_judge(device="cpu"), torch.rand(2, 1, 16, 16) * 2 - 1, torch.tensor([0, 1])
+        lambda tmp, mp: diffusion.recognition_accuracy(
+            diffusion.load_judge(device="cpu"),
+            torch.rand(2, 1, 16, 16) * 2 - 1,
+            torch.tensor([0, 1]),
         ),
         ValueError,
-        "must lie in [0, 1]",
+        "recognition_accuracy takes images in [0, 1]",
     ),
     (
         "images in [0, 1] diffused",
@@ -177,13 +185,13 @@ CASES = [
             torch.randn(1, 1, 16, 16), torch.tensor([1]), torch.tensor([11])
         ),
         ValueError,
-        "this model does not know",
+        "ConditionalUNet takes labels in [0, 9]",
     ),
     (
         "VAE input size",
         lambda tmp, mp: VAE(base=8).encode(torch.randn(1, 1, 15, 15)),
         ValueError,
-        "height and width must be divisible by",
+        "VAE.encode takes heights and widths divisible by",
     ),
     (
         "batch format",

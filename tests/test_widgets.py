@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from course_utils import data, image, seed_everything
 from course_utils.detection import batched_nms
-from course_utils.diffusion import ConditionalUNet, NoiseSchedule, q_sample, sample_ddim
+from course_utils.diffusion import Condition, ConditionalUNet, NoiseSchedule, q_sample, sample_ddim
 from course_utils.widgets import (
     Drawn,
     ddim_widget,
@@ -182,24 +182,24 @@ def test_forward_process_rejects_timesteps_outside_the_schedule(digits, short_sc
 
 
 def test_ddim_samples_are_sample_ddim_from_a_fixed_seed(tiny_model, short_schedule):
-    drawn = draw_ddim_samples(tiny_model, short_schedule, steps=5, eta=0.5, seed=3)
+    drawn = draw_ddim_samples(tiny_model, short_schedule, num_steps=5, eta=0.5, seed=3)
     expected = sample_ddim(
         tiny_model,
         short_schedule,
         (3, 1, 16, 16),
         num_steps=5,
         eta=0.5,
-        y=torch.arange(3),
+        condition=Condition(torch.arange(3)),
         generator=torch.Generator().manual_seed(3),
         progress=False,
     )
     assert torch.equal(drawn.data["samples"], expected)
-    again = draw_ddim_samples(tiny_model, short_schedule, steps=5, eta=0.5, seed=3)
+    again = draw_ddim_samples(tiny_model, short_schedule, num_steps=5, eta=0.5, seed=3)
     assert again.data["samples"] is drawn.data["samples"]  # cached: a revisited value is instant
 
 
 def test_ddim_changes_only_with_its_sliders(tiny_model, short_schedule):
-    widget = ddim_widget(tiny_model, short_schedule, steps=10, eta=0.0, max_steps=20)
+    widget = ddim_widget(tiny_model, short_schedule, num_steps=10, eta=0.0, max_num_steps=20)
     first = widget.result.data["samples"]
     changed_steps = move(widget, "DDIM steps", 4).data["samples"]
     changed_eta = move(widget, "η", 1.0).data["samples"]
@@ -213,7 +213,7 @@ def test_ddim_changes_only_with_its_sliders(tiny_model, short_schedule):
 
 
 def test_guidance_changes_the_samples_away_from_scale_one(tiny_model, short_schedule):
-    widget = guidance_widget(tiny_model, short_schedule, scale=1.0, steps=5)
+    widget = guidance_widget(tiny_model, short_schedule, scale=1.0, num_steps=5)
     at_one = widget.result.data
     assert torch.equal(at_one["samples"], at_one["reference"])
     unguided = sample_ddim(
@@ -221,7 +221,7 @@ def test_guidance_changes_the_samples_away_from_scale_one(tiny_model, short_sche
         short_schedule,
         (3, 1, 16, 16),
         num_steps=5,
-        y=torch.arange(3),
+        condition=Condition(torch.arange(3)),
         generator=torch.Generator().manual_seed(0),
         use_clipped_model_output=True,
         progress=False,
@@ -233,11 +233,11 @@ def test_guidance_changes_the_samples_away_from_scale_one(tiny_model, short_sche
 
 
 def test_sampling_widgets_reject_bad_values(tiny_model, short_schedule):
-    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 100\]"):
-        draw_ddim_samples(tiny_model, short_schedule, steps=0, eta=0.0)
+    with pytest.raises(ValueError, match=r"num_steps must be an integer in \[1, 100\]"):
+        draw_ddim_samples(tiny_model, short_schedule, num_steps=0, eta=0.0)
     with pytest.raises(ValueError, match=r"eta must be a number in \[0, 1\]"):
-        draw_ddim_samples(tiny_model, short_schedule, steps=5, eta=-0.1)
+        draw_ddim_samples(tiny_model, short_schedule, num_steps=5, eta=-0.1)
     with pytest.raises(ValueError, match="scale must be a number"):
         draw_guided_samples(tiny_model, short_schedule, scale=-1.0)
-    with pytest.raises(ValueError, match="steps"):
-        draw_guided_samples(tiny_model, short_schedule, scale=2.0, steps=101)
+    with pytest.raises(ValueError, match="num_steps"):
+        draw_guided_samples(tiny_model, short_schedule, scale=2.0, num_steps=101)

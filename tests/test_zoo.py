@@ -1,8 +1,10 @@
-"""Tests for course_utils.zoo with a tiny registered entry trained in a temporary folder."""
+"""Tests for course_utils.zoo: a tiny entry (listed in this module's ``CHECKPOINTS``) trained in
+a temporary folder, and the shipped manifest."""
 
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -37,32 +39,30 @@ def build():
     return nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
 
 
-def train(model):
+def train(model, *, steps, lr):
     seed_everything(0)
     train_loader, val_loader = digits_loaders()
-    fit(model, train_loader, epochs=1, max_steps_per_epoch=10, lr=1e-2, device=CPU, progress=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    fit(
+        model,
+        train_loader,
+        max_steps_per_epoch=steps,
+        optimizer=optimizer,
+        device=CPU,
+        progress=False,
+    )
     return {"metric": "accuracy", "value": evaluate(model, val_loader, device=CPU)["accuracy"]}
 
 
-@pytest.fixture
-def entry():
-    registered = zoo.register(
-        zoo.Entry(
-            NAME,
-            build,
-            train,
-            recipe={"epochs": 1, "steps": 10, "lr": 1e-2},
-            description="test MLP",
-        )
-    )
-    yield registered
-    del zoo.REGISTRY[NAME]
+ENTRY = zoo.Entry(NAME, build, train, {"steps": 10, "lr": 1e-2}, description="test MLP")
+#: As in a recipe module: the manifest record names this module, where ``zoo.load`` finds ENTRY.
+CHECKPOINTS = (ENTRY,)
 
 
 @pytest.fixture
-def trained(entry, tmp_path):
+def trained(tmp_path):
     """(root, manifest record) of a freshly trained checkpoint."""
-    return tmp_path, zoo.train_checkpoint(NAME, root=tmp_path)
+    return tmp_path, zoo.train_checkpoint(ENTRY, root=tmp_path)
 
 
 def trained_in_memory():
@@ -70,7 +70,7 @@ def trained_in_memory():
     seed_everything(0)
     model = build()
     with zoo.one_thread():  # as train_checkpoint does
-        train(model)
+        ENTRY.train(model)
     return model.eval()
 
 
@@ -102,7 +102,8 @@ def test_manifest_record(trained):
         record["params"] == sum(p.numel() for p in build().parameters()) == 64 * 32 + 32 + 64 + 330
     )
     assert record["dtype"] == "float16"
-    assert record["recipe"] == {"epochs": 1, "steps": 10, "lr": 1e-2}
+    assert record["recipe"] == {"threads": 1, "steps": 10, "lr": 1e-2}
+    assert record["module"] == __name__
     assert record["metric"]["name"] == "accuracy" and 0.5 < record["metric"]["value"] <= 1
     assert record["torch"] == torch.__version__
     text = (root / "manifest.json").read_text()
@@ -121,7 +122,7 @@ def test_float16_on_disk_halves_the_file(trained):
 def test_retraining_is_byte_identical(trained, tmp_path_factory):
     root, record = trained
     other = tmp_path_factory.mktemp("again")
-    again = zoo.train_checkpoint(NAME, root=other)
+    again = zoo.train_checkpoint(ENTRY, root=other)
     assert again["sha256"] == record["sha256"]
     assert (other / record["file"]).read_bytes() == (root / record["file"]).read_bytes()
 
@@ -131,7 +132,7 @@ def test_manifest_keeps_other_records(trained):
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["other_model"] = {"file": "other_model.safetensors"}
     (root / "manifest.json").write_text(json.dumps(manifest))
-    zoo.train_checkpoint(NAME, root=root)
+    zoo.train_checkpoint(ENTRY, root=root)
     assert set(json.loads((root / "manifest.json").read_text())) == {NAME, "other_model"}
     assert not list(root.glob("*.tmp"))  # atomic writes leave no temporary files
 
@@ -160,28 +161,43 @@ def test_missing_file_and_missing_record(trained, tmp_path_factory):
     with pytest.raises(zoo.CheckpointError, match=r"manifest.json is missing.*make checkpoints"):
         zoo.load(NAME, root=empty, device=CPU)
     (root / "manifest.json").write_text("{}")
-    with pytest.raises(zoo.CheckpointError, match=rf"no record for '{NAME}'.*make checkpoints"):
+    with pytest.raises(KeyError, match=rf"no checkpoint named '{NAME}'; known: none"):
         zoo.load(NAME, root=root, device=CPU)
     (empty / "manifest.json").write_text("{not json")
     with pytest.raises(zoo.CheckpointError, match="not valid JSON"):
         zoo.info(NAME, root=empty)
 
 
-def test_unknown_name_lists_registered(entry, tmp_path):
-    with pytest.raises(KeyError, match=rf"no checkpoint named 'nope'; registered: .*{NAME}"):
-        zoo.load("nope", root=tmp_path)
-    with pytest.raises(KeyError, match="nope"):
-        zoo.train_checkpoint("nope", root=tmp_path)
+def test_a_typo_names_the_closest_checkpoints():
+    with pytest.raises(KeyError, match=r"no checkpoint named 'lenet5_digit'; did you mean ") as err:
+        zoo.load("lenet5_digit")
+    assert "'lenet5_digits'" in str(err.value) and "known: autoencoder_digits," in str(err.value)
+    with pytest.raises(KeyError, match=r"no checkpoint named 'nope'; known: autoencoder_digits"):
+        zoo.info("nope")
 
 
-def test_register_rejects_bad_entries(entry):
-    with pytest.raises(ValueError, match="already registered"):
-        zoo.register(entry)
+def test_a_typo_fails_at_once_without_importing_a_recipe():
+    # in a fresh interpreter, as a learner meets it: the manifest alone says the name is unknown
+    code = (
+        "import sys, time\n"
+        "from course_utils import zoo\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        "    zoo.load('lenet5_digit')\n"
+        "except KeyError:\n"
+        "    print(time.perf_counter() - start)\n"
+        "print(sorted(m for m in sys.modules if m.endswith('recipes')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, imported = out.stdout.splitlines()
+    assert float(seconds) < 0.1 and imported == "[]"
+
+
+def test_entries_refuse_bad_names_and_dtypes():
     with pytest.raises(ValueError, match="lower_snake_case"):
-        zoo.register(zoo.Entry("Bad Name", build, train, recipe={}))
+        zoo.Entry("Bad Name", build, train)
     with pytest.raises(ValueError, match="dtype must be one of"):
-        zoo.register(zoo.Entry("half", build, train, recipe={}, dtype="bfloat16"))
-    assert set(zoo.REGISTRY) >= {NAME} and "half" not in zoo.REGISTRY
+        zoo.Entry("half", build, train, dtype="bfloat16")
 
 
 def test_float16_overflow_is_refused(tmp_path):
@@ -190,17 +206,14 @@ def test_float16_overflow_is_refused(tmp_path):
             model.weight.fill_(1e6)  # > 65504, the largest float16
         return {"metric": "none", "value": 0.0}
 
-    zoo.register(zoo.Entry("test_huge", lambda: nn.Linear(2, 2), train_huge, recipe={}))
-    try:
-        with pytest.raises(ValueError, match="weight is not finite as float16"):
-            zoo.train_checkpoint("test_huge", root=tmp_path)
-    finally:
-        del zoo.REGISTRY["test_huge"]
+    huge = zoo.Entry("test_huge", lambda: nn.Linear(2, 2), train_huge)
+    with pytest.raises(ValueError, match="weight is not finite as float16"):
+        zoo.train_checkpoint(huge, root=tmp_path)
 
 
-def test_cli_list_and_retrain(entry, tmp_path, capsys, monkeypatch):
-    # only the test entry: `main([])` retrains *every* registered checkpoint
-    monkeypatch.setattr(zoo, "REGISTRY", {NAME: entry})
+def test_cli_list_and_retrain(tmp_path, capsys, monkeypatch):
+    # only the test entry: `main([])` retrains *every* shipped checkpoint
+    monkeypatch.setattr(zoo, "REGISTRY", {NAME: ENTRY})
     zoo.main(["--root", str(tmp_path), "--list"])
     assert capsys.readouterr().out.startswith(f"{NAME}: test MLP -- NOT READY")
     zoo.main(["--root", str(tmp_path)])  # no names: retrain all
@@ -218,32 +231,68 @@ def test_cli_list_and_retrain(entry, tmp_path, capsys, monkeypatch):
     assert "unknown checkpoint(s) nope" in capsys.readouterr().err
     monkeypatch.setattr(zoo, "REGISTRY", {})
     zoo.main(["--root", str(tmp_path)])
-    assert capsys.readouterr().out == "no checkpoints are registered\n"
+    assert capsys.readouterr().out == "no checkpoints are known\n"
+    (tmp_path / f"{NAME}.safetensors").unlink()
+    zoo.main(["--root", str(tmp_path), "--module", __name__, NAME])  # a new recipe module
+    assert (tmp_path / f"{NAME}.safetensors").exists()
 
 
-def test_status_reports_a_missing_file_without_raising(entry, tmp_path):
+def test_status_reports_a_missing_file_without_raising(tmp_path):
     line = zoo.status(NAME, root=tmp_path)
     assert line.startswith("NOT READY") and "make checkpoints" in line
-    zoo.train_checkpoint(NAME, root=tmp_path)
+    zoo.train_checkpoint(ENTRY, root=tmp_path)
     assert zoo.status(NAME, root=tmp_path).startswith("accuracy=")
 
 
-def test_the_manifest_names_each_recipe_module_and_the_store_finds_it():
-    # in a fresh interpreter: importing the zoo imports no topic; looking an entry up imports its
-    # recipe module, named in its manifest record
+def test_the_manifest_is_the_index_and_a_lookup_imports_one_recipe_module():
+    # in a fresh interpreter: listing the names and reading records imports no recipe; looking an
+    # entry up imports its own module only; importing a recipe module changes nothing in the store
     code = (
-        "import sys; from course_utils import zoo; "
-        "print('course_utils.detection.recipes' in sys.modules); "
-        "zoo.info('detector_digits'); "
-        "print('course_utils.detection.recipes' in sys.modules, len(zoo.REGISTRY))"
+        "import sys; from course_utils import zoo\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.endswith('recipes'))\n"
+        "names = list(zoo.REGISTRY); zoo.info('detector_digits'); print(len(names), loaded())\n"
+        "zoo.REGISTRY['detector_digits']; print(loaded())\n"
+        "import course_utils.models.recipes; print(list(zoo.REGISTRY) == names)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     manifest = json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text())
-    assert out == ["False", "True", str(len(manifest))]
+    assert out.stdout.splitlines() == [
+        f"{len(manifest)} []",
+        "['course_utils.detection.recipes']",
+        "True",
+    ]
+
+
+def test_every_recipe_is_the_one_its_manifest_record_was_trained_with():
+    manifest = json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text())
     for name, record in manifest.items():
-        assert zoo.REGISTRY[name].build.__module__ == record["module"]
+        entry = zoo.REGISTRY[name]
+        assert entry.name == name and entry.trainer.__module__ == record["module"]
+        assert entry.config == record.get("config", {}), name
+        # the digits classifiers' older records do not yet write the builder and the thread count
+        older = {"model", "threads"} - set(record["recipe"])
+        assert {k: v for k, v in entry.recipe.items() if k not in older} == record["recipe"], name
+
+
+def test_a_record_of_another_architecture_names_both(tmp_path):
+    # a valid hash, but the record (copied from minivgg_digits) is not of the model lenet5_digits
+    manifest = json.loads((zoo.CHECKPOINT_DIR / zoo.MANIFEST).read_text())
+    manifest["lenet5_digits"] = manifest["minivgg_digits"]
+    (tmp_path / zoo.MANIFEST).write_text(json.dumps(manifest))
+    shutil.copy(zoo.CHECKPOINT_DIR / "minivgg_digits.safetensors", tmp_path)
+    with pytest.raises(
+        zoo.CheckpointError,
+        match=r"minivgg_digits\.safetensors holds the weights of a MiniVGG \(the weights of "
+        r"'minivgg_digits'\), but 'lenet5_digits' builds a LeNet5: its manifest record is another "
+        r"model's; `git checkout .*manifest.json` or run `make checkpoints NAMES=lenet5_digits`",
+    ):
+        zoo.load("lenet5_digits", root=tmp_path, device=CPU)
+
+
+def test_load_attaches_no_hook():
+    # the inputs are checked by the model's own forward (and the functions it is given)
+    model = zoo.load("lenet5_digits", device=CPU)
+    assert not model._forward_pre_hooks and not model._forward_hooks
 
 
 def test_load_hands_out_the_configuration_the_model_was_trained_with():
@@ -261,14 +310,11 @@ def test_load_hands_out_the_configuration_the_model_was_trained_with():
 def test_only_numbers_become_scores(tmp_path):
     # a recipe may return a training History (or anything else) for a lesson's curves
     def train_with_history(model):
-        train(model)
+        ENTRY.train(model)
         return {"metric": "accuracy", "value": 0.5, "history": History(), "extra": 2, "flag": True}
 
-    zoo.register(zoo.Entry("test_history", build, train_with_history, recipe={}))
-    try:
-        record = zoo.train_checkpoint("test_history", root=tmp_path)
-    finally:
-        del zoo.REGISTRY["test_history"]
+    entry = zoo.Entry("test_history", build, train_with_history)
+    record = zoo.train_checkpoint(entry, root=tmp_path)
     assert record["scores"] == {"extra": 2.0}
     assert record["trained_on"] and record["module"] == __name__
 
@@ -297,7 +343,7 @@ def test_the_fingerprint_is_recorded_repeats_and_catches_a_changed_recipe(traine
     root, record = trained
     fp = record["fingerprint"]
     assert fp["steps"] == zoo.FINGERPRINT_STEPS and len(fp["values"]) == 4
-    assert zoo.fingerprint(NAME) == fp["values"]  # same code, same machine: the same numbers
+    assert zoo.fingerprint(ENTRY) == fp["values"]  # same code, same machine: the same numbers
     assert zoo.drift(NAME, root=root) is None
 
     def other_lr(model):  # what a changed recipe looks like: one hyper-parameter differs
@@ -308,14 +354,14 @@ def test_the_fingerprint_is_recorded_repeats_and_catches_a_changed_recipe(traine
             train_loader,
             epochs=1,
             max_steps_per_epoch=10,
-            lr=1.1e-2,
+            optimizer=torch.optim.AdamW(model.parameters(), lr=1.1e-2),
             device=CPU,
             progress=False,
         )
         return {"metric": "accuracy", "value": 0.0}
 
-    changed = zoo.Entry(NAME, build, other_lr, recipe={})
-    monkeypatch.setitem(zoo.REGISTRY._entries, NAME, changed)
+    changed = zoo.Entry(NAME, build, other_lr)
+    monkeypatch.setattr(sys.modules[__name__], "CHECKPOINTS", (changed,))  # as an edited recipe
     message = zoo.drift(NAME, root=root)
     assert message is not None and f"make checkpoints NAMES={NAME}" in message
 
@@ -335,11 +381,11 @@ def test_another_processor_compares_only_the_norms_of_the_first_steps(trained):
         assert not zoo.same_first_steps(moved, away)
 
 
-def test_fingerprints_stop_training_after_their_steps(entry):
+def test_fingerprints_stop_training_after_their_steps():
     steps = []
     hook = register_optimizer_step_post_hook(lambda *a: steps.append(1))
     try:
-        zoo.fingerprint(NAME)
+        zoo.fingerprint(ENTRY)
     finally:
         hook.remove()
     assert len(steps) == zoo.FINGERPRINT_STEPS  # not the recipe's 10
@@ -355,21 +401,23 @@ def test_every_shipped_checkpoint_is_what_todays_code_trains(name):
 
 
 def test_make_checkpoints_trains_what_an_entry_needs_first():
-    order = zoo._in_training_order(sorted(zoo.REGISTRY))
-    assert set(order) == set(zoo.REGISTRY) and len(order) == len(zoo.REGISTRY)
+    entries = {name: zoo.REGISTRY[name] for name in zoo.REGISTRY}
+    order = zoo._in_training_order(sorted(entries), entries)
+    assert set(order) == set(entries) and len(order) == len(entries)
     for name in order:
-        for needed in zoo.REGISTRY[name].needs:
-            assert needed in zoo.REGISTRY, f"{name} needs an unknown entry {needed}"
+        for needed in entries[name].needs:
+            assert needed in entries, f"{name} needs an unknown entry {needed}"
             assert order.index(needed) < order.index(name)
     assert order.index("resnet_small_digits") < order.index("autoencoder_digits")
-    assert zoo._in_training_order(["instance_digit_scenes"]) == ["instance_digit_scenes"]
+    only = ["instance_digit_scenes"]
+    assert zoo._in_training_order(only, entries) == only
 
 
 @pytest.mark.slow
 def test_a_cheap_entry_retrained_in_full_matches_its_shipped_file(tmp_path):
     # LeNet-5 trains in seconds: retrain it from its recipe, exactly as `make checkpoints` does
     shipped = zoo.info("lenet5_digits")
-    again = zoo.train_checkpoint("lenet5_digits", root=tmp_path)
+    again = zoo.train_checkpoint(zoo.REGISTRY["lenet5_digits"], root=tmp_path)
     if zoo.trained_here(shipped):
         assert again["sha256"] == shipped["sha256"]  # same processor and torch: the same bytes
     else:  # another processor rounds differently: the same metric within a test image or two

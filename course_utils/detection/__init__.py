@@ -1,4 +1,4 @@
-"""Object detection (lesson 03): boxes, losses, metrics, the heads of the main detectors, and the
+"""Lesson 03: object detection: boxes, losses, metrics, the heads of the main detectors, and the
 small CenterNet detector the lesson trains.
 
 - ``boxes``: formats, IoU, NMS, anchors, the box coder; ``losses``: focal and GIoU losses;
@@ -6,14 +6,17 @@ small CenterNet detector the lesson trains.
   mistake each confident detection is.
 - Heads: ``two_stage`` (RPN, FPN RoI Align, Faster R-CNN box head), ``one_stage`` (YOLOv1, SSD,
   RetinaNet, FCOS), ``detr`` (DETR's decoder and set loss), ``centernet``.
-- ``backbone`` (a small ResNet-style backbone with an FPN) and ``detector`` (training and
-  evaluating the lesson's detector).
+- ``backbone`` (a small ResNet-style backbone with an FPN), ``batch`` (what every detector takes:
+  images and training targets, checked) and ``detector`` (training and evaluating the lesson's
+  detector).
 - Trainable detectors of the other two families, with CenterNet's interface: ``retinanet``
   (one-stage, anchors + focal loss) and ``faster_rcnn`` (two-stage: RPN, then RoI box head).
 """
 
 from .backbone import *  # noqa: F403
 from .backbone import __all__ as _backbone
+from .batch import *  # noqa: F403
+from .batch import __all__ as _batch
 from .boxes import *  # noqa: F403
 from .boxes import __all__ as _boxes
 from .centernet import *  # noqa: F403
@@ -46,6 +49,7 @@ __all__ = [
     *_two_stage,
     *_detr,
     *_backbone,
+    *_batch,
     *_centernet,
     *_retinanet,
     *_faster_rcnn,

@@ -1,4 +1,4 @@
-"""A small convolutional backbone with a feature pyramid, for the detectors of lesson 03.
+"""Lesson 03: A small convolutional backbone with a feature pyramid, for the detectors of lesson 03.
 
 Detectors need features at several resolutions: fine maps (small stride) see small objects
 sharply, coarse maps see large objects whole. :class:`SmallBackbone` halves the resolution four
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_images
 from ..models.resnet import ResidualBlock
 
 __all__ = ["conv_bn_relu", "SmallBackbone", "FPN", "PyramidBackbone"]
@@ -52,10 +53,7 @@ class SmallBackbone(nn.Module):
         self.strides = [2 ** (i + 2) for i in range(len(self.stages))]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != self.stem[0][0].in_channels:
-            raise ValueError(
-                f"expected images [B, {self.stem[0][0].in_channels}, H, W], got {tuple(x.shape)}"
-            )
+        check_images(x, what=type(self).__name__, channels=self.stem[0][0].in_channels)
         x = self.stem(x)
         features = []
         for stage in self.stages:

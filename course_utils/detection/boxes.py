@@ -1,4 +1,4 @@
-"""Boxes: formats, IoU, non-maximum suppression, anchors and the box coder.
+"""Lesson 03: Boxes: formats, IoU, non-maximum suppression, anchors and the box coder.
 
 Every box here is a float tensor ``[..., 4]``, by default **xyxy** in pixels: ``(x1, y1, x2, y2)``
 with ``x1 <= x2`` and ``y1 <= y2``, the corners of the box in the coordinate system where pixel
@@ -19,6 +19,8 @@ from numbers import Real
 
 import numpy as np
 import torch
+
+from ..checks import check_finite
 
 __all__ = [
     "BOX_FORMATS",
@@ -64,8 +66,7 @@ def check_boxes(boxes, name: str = "boxes", fmt: str | None = "xyxy") -> torch.T
         )
     if not boxes.is_floating_point():
         raise ValueError(f"expected float {name}, got {boxes.dtype}: use boxes.float()")
-    if boxes.numel() and not torch.isfinite(boxes).all():
-        raise ValueError(f"{name} contain NaN or infinite coordinates")
+    check_finite(boxes, what=name)
     if fmt == "xyxy" and boxes.numel():
         bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
         if bad.any():

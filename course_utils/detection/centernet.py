@@ -1,4 +1,5 @@
-"""CenterNet (Zhou et al., 2019, "Objects as Points"): a detector without anchors and without NMS.
+"""Lesson 03: CenterNet (Zhou et al., 2019, "Objects as Points"): a detector without anchors and
+without NMS.
 
 Every object is the peak of a heatmap at its centre. For an output map at stride ``R`` (here 4)
 the head predicts, at every cell:
@@ -20,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_labels, check_num_classes
 from .backbone import PyramidBackbone
+from .batch import check_targets, image_batch
 from .boxes import check_boxes, clip_boxes
 
 __all__ = [
@@ -38,6 +41,7 @@ class CenterNetHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, channels: int = 64):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
 
         def branch(out: int) -> nn.Sequential:
             return nn.Sequential(
@@ -84,12 +88,7 @@ def centernet_heatmap(
     heat = torch.zeros(num_classes, height, width, device=boxes.device)
     if len(boxes) == 0:
         return heat
-    if labels.is_floating_point():
-        raise TypeError(
-            f"labels must be int64 class indices in 1..{num_classes}, got {labels.dtype}"
-        )
-    if labels.min() < 1 or labels.max() > num_classes:
-        raise ValueError(f"labels must be in 1..{num_classes} (0 is background), got {labels}")
+    check_labels(labels, what="centernet_heatmap", num_classes=num_classes, first=1)
     _, cell = _centres(boxes, stride)
     sigma = (alpha / 6) * (boxes[:, 2:] - boxes[:, :2]).clamp(min=1) / stride  # [K, 2]
     ys = torch.arange(height, device=boxes.device).view(1, -1, 1)
@@ -196,21 +195,6 @@ def centernet_decode(
     return detections
 
 
-def image_batch(images) -> torch.Tensor:
-    """A list of ``[3, H, W]`` images (torchvision's convention) or a ``[B, 3, H, W]`` batch ->
-    the batch, checked."""
-    if isinstance(images, (list, tuple)):
-        if len({tuple(im.shape) for im in images}) > 1:
-            raise ValueError("all images must have the same size (this detector does not resize)")
-        images = torch.stack(list(images))
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % 16 or images.shape[-2] % 16:
-        raise ValueError(
-            "expected images [B, 3, H, W] (or a list of [3, H, W]) with H and W multiples of 16, "
-            f"got {tuple(images.shape)}"
-        )
-    return images
-
-
 class CenterNet(nn.Module):
     """The course's detector: :class:`PyramidBackbone` (finest level, stride 4) + :class:`CenterNetHead`.
 
@@ -239,20 +223,14 @@ class CenterNet(nn.Module):
 
     def heads(self, images) -> dict[str, torch.Tensor]:
         """The head's raw maps (heatmap logits, size, offset) at stride 4."""
-        return self.head(self.backbone(image_batch(images))[0])
+        return self.head(self.backbone(image_batch(images, "CenterNet"))[0])
 
     def forward(self, images, targets: list[dict] | None = None):
-        images = image_batch(images)
-        outputs = self.heads(images)
-        if self.training:
-            if targets is None:
-                raise ValueError(
-                    "in train() mode the model needs targets; call model.eval() to detect"
-                )
-            if len(targets) != len(images):
-                raise ValueError(f"got {len(targets)} targets for {len(images)} images")
-            return centernet_loss(outputs, targets, self.stride)
-        return self.decode(outputs, images.shape[-2:])
+        images = image_batch(images, "CenterNet")
+        if not self.training:
+            return self.decode(self.heads(images), images.shape[-2:])
+        check_targets(targets, len(images), self.num_classes, what="CenterNet")
+        return centernet_loss(self.heads(images), targets, self.stride)
 
     def decode(self, outputs: dict[str, torch.Tensor], image_size) -> list[dict[str, torch.Tensor]]:
         """:func:`centernet_decode` of the head's maps with this model's settings."""

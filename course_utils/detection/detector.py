@@ -1,4 +1,5 @@
-"""Training and evaluating a detector on the digit scenes, the course's detection benchmark.
+"""Lesson 03: Training and evaluating a detector on the digit scenes, the course's detection
+benchmark.
 
 Works with any model that speaks torchvision's detection language: ``model(images, targets)``
 returns a dict of losses in ``train()`` mode and ``model(images)`` returns one
@@ -16,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import detection_collate, digit_scenes
-from ..train import History, fit_one_cycle
+from ..train import History, evaluating, fit_one_cycle
 from .metrics import mean_average_precision
 
 # digit_scenes lives with the scenes in course_utils.data; it is re-exported here, where lesson 03
@@ -86,17 +87,13 @@ def detect(
     must not leave its batch norms frozen for the steps that follow.
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     preds, targets = [], []
-    try:
+    with evaluating(model):
         for start in range(0, len(scenes), batch_size):
             images, batch_targets = detection_collate(scenes[start : start + batch_size])
             for pred in model([image.to(device) for image in images]):
                 preds.append({k: v.cpu() for k, v in pred.items()})
             targets.extend(batch_targets)
-    finally:
-        model.train(was_training)
     return preds, targets
 
 

@@ -1,4 +1,5 @@
-"""DETR (Carion et al., 2020): detection as set prediction, without anchors and without NMS.
+"""Lesson 03: DETR (Carion et al., 2020): detection as set prediction, without anchors and without
+NMS.
 
 A transformer decoder turns ``Q`` learned *object queries* into ``Q`` predictions (a class, or
 "no object", and a box) by attending to the image features. Training pairs each ground-truth
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_num_classes
 from .boxes import box_convert, generalized_box_iou
 from .losses import giou_loss
 from .metrics import hungarian_match
@@ -54,6 +56,7 @@ class DETRHead(nn.Module):
         num_heads: int = 4,
     ):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         self.num_classes = num_classes
         self.project = nn.Conv2d(in_channels, dim, 1)
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.1)

@@ -1,4 +1,5 @@
-"""What a detector gets wrong: every confident detection and every missed object, by kind.
+"""Lesson 03: What a detector gets wrong: every confident detection and every missed object, by
+kind.
 
 mAP says *how much* a detector is wrong, not *how*. Two detectors with the same mAP can fail in
 opposite ways: one draws sloppy boxes around the right digits, the other draws tight boxes with the

@@ -1,5 +1,5 @@
-"""Faster R-CNN (Ren et al., 2015) with a feature pyramid, for the digit scenes: a two-stage
-detector, trained end to end.
+"""Lesson 03: Faster R-CNN (Ren et al., 2015) with a feature pyramid, for the digit scenes: a
+two-stage detector, trained end to end.
 
 1. The **RPN** scores every anchor as object / not object and refines it. Its targets: anchors
    with IoU ``>= 0.7`` with a gt box are objects, ``< 0.3`` background (plus each gt box's best
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import PyramidBackbone
+from .batch import check_targets, image_batch
 from .boxes import encode_boxes
-from .centernet import image_batch
 from .one_stage import anchors_per_position, multilevel_anchors
-from .retinanet import DIGIT_ANCHOR_RATIOS, DIGIT_ANCHOR_SCALES, check_targets, match_targets
+from .retinanet import DIGIT_ANCHOR_RATIOS, DIGIT_ANCHOR_SCALES, match_targets
 from .two_stage import (
     BOX_HEAD_WEIGHTS,
     RPNHead,
@@ -253,9 +253,9 @@ class FasterRCNN(nn.Module):
         self.max_detections = 100
 
     def forward(self, images, targets: list[dict] | None = None):
-        images = image_batch(images)
+        images = image_batch(images, "FasterRCNN")
         if self.training:  # check before the forward pass: a bad target fails fast
-            check_targets(targets, len(images), self.num_classes)
+            check_targets(targets, len(images), self.num_classes, what="FasterRCNN")
         image_size = tuple(images.shape[-2:])
         features = self.backbone(images)
         sizes = [tuple(f.shape[-2:]) for f in features]

@@ -1,4 +1,4 @@
-"""Detection losses: focal losses for classification, generalised IoU for box regression.
+"""Lesson 03: Detection losses: focal losses for classification, generalised IoU for box regression.
 
 A one-stage detector scores ~100,000 anchors or locations per image, of which a handful hold an
 object. With plain cross-entropy the many *easy* background examples, each with a small loss, add

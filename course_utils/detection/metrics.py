@@ -1,4 +1,5 @@
-"""Evaluating a detector: COCO mean average precision, precision-recall curves, Hungarian matching.
+"""Lesson 03: Evaluating a detector: COCO mean average precision, precision-recall curves, Hungarian
+matching.
 
 A detection is a *true positive* at IoU threshold ``t`` if it overlaps a ground-truth box of its
 class with IoU ``>= t`` and that box was not already claimed by a higher-scored detection.
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from ..checks import check_labels
 from .boxes import check_boxes, check_iou_threshold, inter_union
 
 __all__ = [
@@ -120,6 +122,8 @@ def _prepare(
                 check_boxes(d["boxes"], where)
             if any(len(d[k]) != len(d[geometry]) for k in keys):
                 raise ValueError(f"{kind}[{i}]: {keys} must all have one entry per object")
+            # COCO / torchvision labels: class + 1, 0 is the background (never an object)
+            check_labels(d["labels"], what=f"mean_average_precision: {kind}[{i}]", first=1)
         prepared[kind] = [{k: d[k].detach().cpu() for k in keys} for d in images]
         if kind == "targets":
             for i, (d, original) in enumerate(zip(prepared[kind], images)):

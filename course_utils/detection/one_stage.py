@@ -1,5 +1,5 @@
-"""One-stage detection heads: YOLOv1, SSD, RetinaNet and FCOS, and what turns their outputs into
-detections.
+"""Lesson 03: One-stage detection heads: YOLOv1, SSD, RetinaNet and FCOS, and what turns their
+outputs into detections.
 
 A one-stage detector predicts, at every position of one or more feature maps, class scores and a
 box, in one pass. The heads differ in *what* a position predicts:
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import check_num_classes
 from .boxes import batched_nms, clip_boxes, decode_boxes, generate_anchors
 
 __all__ = [
@@ -157,6 +158,7 @@ class YOLOv1Head(nn.Module):
         self, in_channels: int, grid_size: int = 7, boxes_per_cell: int = 2, num_classes: int = 20
     ):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         self.grid_size = grid_size
         self.boxes_per_cell = boxes_per_cell
         self.num_classes = num_classes
@@ -230,6 +232,7 @@ class SSDHead(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], num_anchors: Sequence[int], num_classes: int):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         if len(in_channels) != len(num_anchors):
             raise ValueError("expected one entry of num_anchors per level")
         self.num_classes = num_classes
@@ -282,6 +285,7 @@ class RetinaNetHead(nn.Module):
 
     def __init__(self, channels: int, num_anchors: int, num_classes: int, num_convs: int = 4):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         self.num_classes, self.num_anchors = num_classes, num_anchors
         self.class_tower, self.box_tower = _tower(channels, num_convs), _tower(channels, num_convs)
         self.classify = nn.Conv2d(channels, num_anchors * num_classes, 3, padding=1)
@@ -335,6 +339,7 @@ class FCOSHead(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, strides: Sequence[int], num_convs: int = 4):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         self.num_classes, self.strides = num_classes, list(strides)
         self.class_tower, self.box_tower = _tower(channels, num_convs), _tower(channels, num_convs)
         self.classify = nn.Conv2d(channels, num_classes, 3, padding=1)

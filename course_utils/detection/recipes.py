@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data import digit_scenes
-from ..zoo import Entry, register
+from ..zoo import Entry
 from .centernet import CenterNet
 from .detector import evaluate_detector, train_detector
 from .faster_rcnn import FasterRCNN
@@ -23,8 +23,6 @@ __all__ = [
     "DIGIT_SCENES",
     "SCENE_CONFIG",
     "build_centernet_digits",
-    "build_retinanet_digits",
-    "build_faster_rcnn_digits",
     "train_detector_digits",
 ]
 
@@ -63,10 +61,9 @@ def train_detector_digits(
     return {"metric": "map_50", "value": scores["map_50"], "map": scores["map"]}
 
 
-def build_centernet_digits() -> nn.Module:
-    """The shipped detector's architecture: a CenterNet for the 10 digits (labels 1-10)."""
-    return CenterNet(num_classes=10)
-
+#: The shipped detector's architecture: a CenterNet for the 10 digits (labels 1-10), which lesson
+#: 04's instance segmenter builds on.
+build_centernet_digits = functools.partial(CenterNet, num_classes=10)
 
 _RECIPE = {
     "scenes": DIGIT_SCENES,
@@ -84,62 +81,42 @@ SCENE_CONFIG = {
     "num_classes": 10,
     "labels": "digit + 1 (0 is the background)",
 }
-register(
-    Entry(
-        name="detector_digits",
-        build=build_centernet_digits,
-        train=functools.partial(train_detector_digits, **_RECIPE),
-        recipe={
-            "model": "CenterNet(num_classes=10): PyramidBackbone + CenterNetHead, stride 4",
-            "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10",
-            "threads": 1,
-        }
-        | _RECIPE,
-        description="CenterNet detector of the 10 digits in 96x96 digit scenes (lesson 03)",
+
+
+def _detector(name: str, build: functools.partial, architecture: str, family: str) -> Entry:
+    """A detector of lesson 03's comparison: the same scenes, recipe and backbone for each."""
+    return Entry(
+        name,
+        build,
+        train_detector_digits,
+        _RECIPE,
+        notes={"optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10"},
+        architecture=architecture,
+        description=f"{family} detector of the 10 digits in 96x96 digit scenes (lesson 03)",
         config=SCENE_CONFIG,
     )
-)
 
 
-def build_retinanet_digits() -> nn.Module:
-    """Lesson 03's one-stage anchor-based detector: a RetinaNet for the 10 digits."""
-    return RetinaNet(num_classes=10)
-
-
-def build_faster_rcnn_digits() -> nn.Module:
-    """Lesson 03's two-stage detector: a Faster R-CNN for the 10 digits."""
-    return FasterRCNN(num_classes=10)
-
-
-# The detectors of lesson 03's comparison: the same scenes, recipe and backbone as the CenterNet.
-for _name, _build, _model, _family in (
-    (
+#: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
+CHECKPOINTS = (
+    _detector(
+        "detector_digits",
+        build_centernet_digits,
+        ": PyramidBackbone + CenterNetHead, stride 4",
+        "CenterNet",
+    ),
+    _detector(
         "retinanet_digits",
-        build_retinanet_digits,
-        "RetinaNet(num_classes=10): PyramidBackbone (P2, P3) + RetinaNetHead (2-conv towers), "
-        "6 anchors per position, sigmoid focal loss + L1 box loss",
+        functools.partial(RetinaNet, num_classes=10),
+        ": PyramidBackbone (P2, P3) + RetinaNetHead (2-conv towers), 6 anchors per position, "
+        "sigmoid focal loss + L1 box loss",
         "one-stage, anchor-based",
     ),
-    (
+    _detector(
         "faster_rcnn_digits",
-        build_faster_rcnn_digits,
-        "FasterRCNN(num_classes=10): PyramidBackbone (P2, P3) + RPN (256 sampled anchors) + "
-        "RoI Align 7x7 + box head (64 sampled RoIs)",
+        functools.partial(FasterRCNN, num_classes=10),
+        ": PyramidBackbone (P2, P3) + RPN (256 sampled anchors) + RoI Align 7x7 + box head "
+        "(64 sampled RoIs)",
         "two-stage",
     ),
-):
-    register(
-        Entry(
-            name=_name,
-            build=_build,
-            train=functools.partial(train_detector_digits, **_RECIPE),
-            recipe={
-                "model": _model,
-                "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10",
-                "threads": 1,
-            }
-            | _RECIPE,
-            description=f"{_family} detector of the 10 digits in 96x96 digit scenes (lesson 03)",
-            config=SCENE_CONFIG,
-        )
-    )
+)

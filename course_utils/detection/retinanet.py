@@ -1,5 +1,5 @@
-"""RetinaNet (Lin et al., 2017, "Focal Loss for Dense Object Detection") for the digit scenes: a
-one-stage, anchor-based detector.
+"""Lesson 03: RetinaNet (Lin et al., 2017, "Focal Loss for Dense Object Detection") for the digit
+scenes: a one-stage, anchor-based detector.
 
 Every position of every pyramid level carries ``A`` anchors; for each the head predicts ``K``
 class probabilities (independent sigmoids) and the deltas that turn the anchor into a box. Training
@@ -17,7 +17,7 @@ from drowning them, and both losses are divided by the number of foreground anch
 The anchors (:data:`DIGIT_ANCHOR_SCALES`, :data:`DIGIT_ANCHOR_RATIOS`) are sized from the data: the
 digits of the scenes are 10-30 pixels (square root of the area) and always taller than wide (height
 / width 1.1-3.4, a thin "1" the most), so only the stride-4 and stride-8 levels are used, with
-upright anchors. :func:`match_targets` and :func:`check_targets` are shared with
+upright anchors. :func:`match_targets` is shared with
 :mod:`~course_utils.detection.faster_rcnn`, whose RPN and box head match the same way.
 """
 
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import PyramidBackbone
-from .boxes import check_boxes, encode_boxes, match_boxes
-from .centernet import image_batch
+from .batch import check_targets, image_batch
+from .boxes import encode_boxes, match_boxes
 from .losses import sigmoid_focal_loss
 from .one_stage import (
     RetinaNetHead,
@@ -43,7 +43,6 @@ from .one_stage import (
 __all__ = [
     "DIGIT_ANCHOR_SCALES",
     "DIGIT_ANCHOR_RATIOS",
-    "check_targets",
     "match_targets",
     "retinanet_loss",
     "RetinaNet",
@@ -61,50 +60,6 @@ DIGIT_ANCHOR_SCALES = tuple(
 #: Anchor shapes, ``height / width``: the digits' ratios are 1.24-2.15 (2nd-98th percentile,
 #: median 1.46), so both anchors are upright; (0.5, 1, 2), the default, would waste two of three.
 DIGIT_ANCHOR_RATIOS = (1.25, 2.0)
-
-
-def check_targets(targets, num_images: int, num_classes: int | None) -> None:
-    """Raise a clear error unless ``targets`` is a list of ``num_images`` dicts, each with
-    ``"boxes" [G, 4]`` float xyxy pixels of positive width and height and ``"labels" [G]`` int64
-    in ``1..num_classes`` (any, for ``None``: the RPN knows no classes). ``G = 0`` is a scene
-    without objects: ``torch.zeros(0, 4)``."""
-    if targets is None:
-        raise ValueError("in train() mode the model needs targets; call model.eval() to detect")
-    if isinstance(targets, dict) or not isinstance(targets, Sequence):
-        raise ValueError(
-            "targets must be a list with one {'boxes', 'labels'} dict per image, got "
-            f"{type(targets).__name__}"
-        )
-    if len(targets) != num_images:
-        raise ValueError(f"got {len(targets)} targets for {num_images} images")
-    for i, target in enumerate(targets):
-        if not isinstance(target, dict) or not {"boxes", "labels"} <= set(target):
-            raise ValueError(f"targets[{i}] must be a dict with 'boxes' and 'labels'")
-        boxes, labels = target["boxes"], target["labels"]
-        check_boxes(boxes, f"targets[{i}]['boxes']")
-        if boxes.ndim != 2:
-            raise ValueError(f"expected targets[{i}]['boxes'] [G, 4], got {tuple(boxes.shape)}")
-        if ((boxes[:, 2:] - boxes[:, :2]) <= 0).any():
-            raise ValueError(
-                f"targets[{i}]['boxes'] has a box of zero width or height: its regression target "
-                "would be log(0); drop degenerate boxes first"
-            )
-        if not isinstance(labels, torch.Tensor) or labels.shape != (len(boxes),):
-            raise ValueError(f"expected targets[{i}]['labels'] [G] with G = {len(boxes)}")
-        if labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(
-                f"targets[{i}]['labels'] must be int64 class indices, got {labels.dtype}: "
-                "use labels.long()"
-            )
-        if (
-            num_classes is not None
-            and len(labels)
-            and (labels.min() < 1 or labels.max() > num_classes)
-        ):
-            raise ValueError(
-                f"targets[{i}]['labels'] must be in 1..{num_classes} (0 is the background), got "
-                f"{labels.tolist()}"
-            )
 
 
 def match_targets(
@@ -219,7 +174,7 @@ class RetinaNet(nn.Module):
 
     def heads(self, images) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(class_logits [B, N, K], deltas [B, N, 4], anchors [N, 4])`` for ``images``."""
-        images = image_batch(images)
+        images = image_batch(images, "RetinaNet")
         features = self.backbone(images)
         anchors = multilevel_anchors(
             [tuple(f.shape[-2:]) for f in features],
@@ -231,9 +186,9 @@ class RetinaNet(nn.Module):
         return (*self.head(features), anchors)
 
     def forward(self, images, targets: list[dict] | None = None):
-        images = image_batch(images)
+        images = image_batch(images, "RetinaNet")
         if self.training:  # check before the forward pass: a bad target fails fast
-            check_targets(targets, len(images), self.num_classes)
+            check_targets(targets, len(images), self.num_classes, what="RetinaNet")
         class_logits, deltas, anchors = self.heads(images)
         if self.training:
             return retinanet_loss(class_logits, deltas, anchors, targets)

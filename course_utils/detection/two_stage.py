@@ -1,4 +1,5 @@
-"""Two-stage detection (Faster R-CNN, 2015, with a feature pyramid): propose, then classify.
+"""Lesson 03: Two-stage detection (Faster R-CNN, 2015, with a feature pyramid): propose, then
+classify.
 
 Stage 1, the **region proposal network** (RPN), scores every anchor as object / not object and
 refines it into a *proposal*: a few hundred class-agnostic boxes per image. Stage 2 cuts a fixed
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
+from ..checks import check_num_classes
 from .boxes import box_area, check_boxes, clip_boxes, decode_boxes, nms
 from .one_stage import anchors_per_position, flatten_levels, multilevel_anchors, select_detections
 
@@ -186,6 +188,7 @@ class TwoStageBoxHead(nn.Module):
 
     def __init__(self, in_channels: int, roi_size: int, num_classes: int, hidden: int = 256):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         self.num_classes = num_classes
         self.mlp = nn.Sequential(
             nn.Flatten(),

@@ -1,4 +1,4 @@
-"""Looking inside cross-attention (lesson 12): which latent pixels read which prompt token.
+"""Lesson 12: looking inside cross-attention, which latent pixels read which prompt token.
 
 In each cross-attention layer of a ``UNet2DConditionModel`` the latent pixels are the queries and
 the prompt's token vectors the keys and values: pixel i takes ``softmax(q_i · k_j / sqrt(d))``

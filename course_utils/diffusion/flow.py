@@ -1,4 +1,4 @@
-"""Flow matching: straight paths from noise to data, sampled by solving an ODE.
+"""Lesson 10: flow matching, straight paths from noise to data, sampled by solving an ODE.
 
 Flow matching keeps the network and the training loop of diffusion but changes the question:
 along the straight line x_t = (1 - t) ε + t x_1 from noise (t = 0) to data (t = 1,
@@ -9,20 +9,21 @@ and samples by integrating that velocity field as an ODE in a handful of steps
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .guidance import guided_prediction
-from .samplers import sampling_mode, start_sampling
-from .schedule import broadcast_per_sample, draw_noise, per_sample_message
+from ..checks import check_finite, check_flow_time, check_signed_images
+from ..train import evaluating
+from .guidance import Condition
+from .samplers import Callback, start_sampling
+from .schedule import draw_noise, per_sample
 from .training import drop_labels, train_denoiser
 
 __all__ = [
-    "check_flow_model",
     "FLOW_TIME_SCALE",
     "fm_path",
     "fm_target",
@@ -38,13 +39,6 @@ __all__ = [
 FLOW_TIME_SCALE = 1000.0
 
 
-def _check_flow_time(t: torch.Tensor, batch: int) -> None:
-    if not isinstance(t, torch.Tensor) or t.shape != (batch,):
-        raise ValueError(per_sample_message("t", t, batch))
-    if not t.is_floating_point() or t.min() < 0 or t.max() > 1:
-        raise ValueError("flow times t must be floats in [0, 1] (0 = noise, 1 = data)")
-
-
 def fm_path(x1: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """A point on the straight path from noise to data (rectified flow, or conditional flow
     matching with σ_min = 0): x_t = (1 - t) ε + t x_1.
@@ -56,10 +50,13 @@ def fm_path(x1: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Ten
     Args:
         x1: data [B, ...] in [-1, 1]. noise: ε [B, ...], shaped like x1. t: [B] floats in [0, 1].
     """
+    check_finite(x1, what="fm_path")  # a tensor (NumPy arrays and lists get the fix)
+    if x1.dim() == 4 and x1.numel() and x1.min() >= 0:  # images not mapped from [0, 1]?
+        check_signed_images(x1, what="fm_path")
     if noise.shape != x1.shape:
         raise ValueError(f"noise must have x1's shape {tuple(x1.shape)}, got {tuple(noise.shape)}")
-    _check_flow_time(t, x1.shape[0])
-    t = broadcast_per_sample(t.to(x1.dtype), x1)
+    check_flow_time(t, what="fm_path", length=len(x1))
+    t = per_sample(t.to(x1.dtype), x1)
     return (1 - t) * noise + t * x1
 
 
@@ -87,6 +84,9 @@ def flow_matching_loss(
     dropout, so one :class:`~course_utils.diffusion.ConditionalUNet` can be trained either way;
     only the target and time differ.
     """
+    check_finite(x1, what="flow_matching_loss")  # a tensor (NumPy arrays and lists get the fix)
+    if x1.dim() == 4:  # images (the toy points of lesson 10 have no fixed range)
+        check_signed_images(x1, what="flow_matching_loss")
     rand_device = generator.device if generator is not None else x1.device
     t = torch.rand(x1.shape[0], generator=generator, device=rand_device).to(x1.device)
     noise = draw_noise(x1.shape, generator, x1.device, x1.dtype)
@@ -140,7 +140,7 @@ def _flow_steps(num_steps: int) -> list[tuple[float, float]]:
     return list(zip(times[:-1], times[1:]))
 
 
-def check_flow_model(model: nn.Module) -> None:
+def _check_flow_model(model: nn.Module) -> None:
     """Refuse a shipped diffusion model (``model.config["noise_schedule"]``): it predicts the
     noise ε at integer steps, not a velocity at flow times, and Euler steps on it give noise."""
     config = getattr(model, "config", None)
@@ -154,15 +154,13 @@ def check_flow_model(model: nn.Module) -> None:
 def sample_euler(
     model: nn.Module,
     shape: Sequence[int],
+    *,
     num_steps: int = 20,
-    y: torch.Tensor | None = None,
+    condition: Condition | None = None,
     generator: torch.Generator | None = None,
-    progress: bool = True,
-    guidance_scale: float = 1.0,
-    null_class: int | None = None,
-    device: torch.device | str | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
     x_T: torch.Tensor | None = None,
+    progress: bool = True,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
     """Generate with a flow-matching velocity model ``model(x, t * FLOW_TIME_SCALE, y)`` by
     Euler's method: x_{t+h} = x_t + h v(x_t, t), ``num_steps`` equal steps from t = 0 (noise
@@ -171,27 +169,16 @@ def sample_euler(
     :func:`~course_utils.diffusion.sample_ddim`; the callback gets ``(t * FLOW_TIME_SCALE, x)``.
 
     Returns:
-        x_1 [B, C, H, W], the generated images (not clipped).
+        x_1 [B, C, H, W], the generated images (not clipped), on the model's device.
     """
+    condition = condition or Condition()
     steps = _flow_steps(num_steps)
-    check_flow_model(model)
-    x, y = start_sampling(
-        model,
-        shape,
-        y=y,
-        generator=generator,
-        guidance_scale=guidance_scale,
-        null_class=null_class,
-        device=device,
-        x_T=x_T,
-    )
-    with sampling_mode(model):
+    _check_flow_model(model)
+    x = start_sampling(model, shape, condition, generator, x_T, "sample_euler")
+    with evaluating(model), torch.no_grad():
         for t, t_next in tqdm(steps, desc="Euler", disable=not progress):
-            v = guided_prediction(
-                model, x, t, y=y, guidance_scale=guidance_scale, null_class=null_class
-            )
-            h = (t_next - t) / FLOW_TIME_SCALE
-            x = x + h * v  # follow the velocity at the start of the step
+            v = condition.predict(model, x, t)
+            x = x + (t_next - t) / FLOW_TIME_SCALE * v  # follow the velocity at the start
             if callback is not None:
                 callback(t, x)
     return x
@@ -200,44 +187,28 @@ def sample_euler(
 def sample_heun(
     model: nn.Module,
     shape: Sequence[int],
+    *,
     num_steps: int = 10,
-    y: torch.Tensor | None = None,
+    condition: Condition | None = None,
     generator: torch.Generator | None = None,
-    progress: bool = True,
-    guidance_scale: float = 1.0,
-    null_class: int | None = None,
-    device: torch.device | str | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
     x_T: torch.Tensor | None = None,
+    progress: bool = True,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
     """Like :func:`sample_euler` with Heun's method (the explicit trapezoidal rule): an Euler
     step predicts x_{t+h}, the velocity there is averaged with the one at x_t. Two model calls per
     step, error like 1 / num_steps² (second order): compare at equal calls, i.e. Heun with N
     steps against Euler with 2N."""
+    condition = condition or Condition()
     steps = _flow_steps(num_steps)
-    check_flow_model(model)
-    x, y = start_sampling(
-        model,
-        shape,
-        y=y,
-        generator=generator,
-        guidance_scale=guidance_scale,
-        null_class=null_class,
-        device=device,
-        x_T=x_T,
-    )
-    with sampling_mode(model):
+    _check_flow_model(model)
+    x = start_sampling(model, shape, condition, generator, x_T, "sample_heun")
+    with evaluating(model), torch.no_grad():
         for t, t_next in tqdm(steps, desc="Heun", disable=not progress):
-            v = guided_prediction(
-                model, x, t, y=y, guidance_scale=guidance_scale, null_class=null_class
-            )
             h = (t_next - t) / FLOW_TIME_SCALE
-            x_euler = x + h * v  # where Euler would land
-            # The velocity there, then one step along the average of the two velocities.
-            v_next = guided_prediction(
-                model, x_euler, t_next, y=y, guidance_scale=guidance_scale, null_class=null_class
-            )
-            x = x + h / 2 * (v + v_next)
+            v = condition.predict(model, x, t)
+            v_next = condition.predict(model, x + h * v, t_next)  # where Euler would land
+            x = x + h / 2 * (v + v_next)  # one step along the average of the two velocities
             if callback is not None:
                 callback(t, x)
     return x

@@ -1,9 +1,10 @@
-"""Guidance: steering a sampler towards a class, with or without a separate classifier.
+"""Lesson 08: guidance, steering a sampler towards a class with or without a separate classifier.
 
 **Classifier-free guidance** (:func:`classifier_free_guidance`) trains one model both with class
 labels and with a "null" label, then extrapolates away from the unconditional prediction:
 ε̂ = ε̂_uncond + s (ε̂_cond - ε̂_uncond). s = 1 is plain conditional sampling, s > 1 trades variety
-for images that look more like their class. :func:`guided_prediction` is the model call every
+for images that look more like their class. A :class:`Condition` is what every sampler is asked to
+draw (labels, guidance scale, null class); its :meth:`Condition.predict` is the model call every
 sampler makes, with this guidance when asked.
 
 **Classifier guidance** (:class:`ClassifierGuidance`), the older alternative, steers an
@@ -14,20 +15,22 @@ unconditional model with the gradient of a separate classifier of noisy images
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_labels
 from ..train import fit
-from .schedule import NoiseSchedule, broadcast_per_sample, draw_noise, q_sample
+from .schedule import NoiseSchedule, draw_noise, per_sample, q_sample
 from .training import seeded_loader
-from .unet import ResBlock, timestep_embedding
+from .unet import ResBlock, check_class_labels, timestep_embedding
 
 __all__ = [
     "classifier_free_guidance",
-    "guided_prediction",
+    "Condition",
     "NoisyClassifier",
     "train_noisy_classifier",
     "ClassifierGuidance",
@@ -47,27 +50,70 @@ def classifier_free_guidance(
     return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
-def guided_prediction(
-    model: Callable[..., torch.Tensor],
-    x: torch.Tensor,
-    t: int | float,
-    *,
-    y: torch.Tensor | None,
-    guidance_scale: float = 1.0,
-    null_class: int | None = None,
-) -> torch.Tensor:
-    """The model's output (ε̂, or a velocity for flow matching) for the whole batch x [B, ...] at
-    time ``t``, an integer timestep or a float flow time, with classifier-free guidance when
-    ``guidance_scale != 1``. Returns a tensor shaped like x."""
-    dtype = torch.long if isinstance(t, int) else torch.float
-    t_batch = torch.full((x.shape[0],), t, dtype=dtype, device=x.device)
-    if guidance_scale == 1.0:
-        return model(x, t_batch, y=y)
-    # One forward pass on a doubled batch: the first half with the labels, the second with null.
-    y_null = torch.full_like(y, null_class)
-    eps = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), y=torch.cat([y, y_null]))
-    eps_cond, eps_uncond = eps.chunk(2)
-    return classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Condition:
+    """What a sampler is asked to draw: one class label per sample, and how hard to pull.
+
+    ``Condition()`` asks for nothing (an unconditional model, or the null class of a conditional
+    one); ``Condition(y)`` for the classes ``y [B]`` (int64); ``Condition(y, guidance_scale=3.0)``
+    for the same classes with classifier-free guidance: the model runs on y and on
+    ``null_class`` (default ``model.null_class``, the label it saw when the class was dropped) and
+    the two predictions are extrapolated. Any other label works as ``null_class`` too: guidance
+    then also pushes away from that class, a "negative prompt" (lesson 08).
+
+    The three travel together from the caller to every model call of a sampler, like diffusers'
+    pipelines' ``class_labels`` and ``guidance_scale``.
+    """
+
+    labels: torch.Tensor | None = None
+    guidance_scale: float = 1.0
+    null_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.guidance_scale != 1.0 and self.labels is None:
+            raise ValueError(
+                f"guidance_scale={self.guidance_scale} needs labels to guide towards: "
+                "Condition(labels, guidance_scale=...)"
+            )
+
+    @property
+    def guided(self) -> bool:
+        """True when each prediction costs two model passes (guidance_scale != 1)."""
+        return self.guidance_scale != 1.0
+
+    def predict(self, model: Callable[..., torch.Tensor], x: torch.Tensor, t: int | float):
+        """The model's output (ε̂, or a velocity for flow matching) for the whole batch
+        x [B, ...] at time ``t``, an integer timestep or a float flow time, with classifier-free
+        guidance when asked. Returns a tensor shaped like x."""
+        dtype = torch.long if isinstance(t, int) else torch.float
+        t_batch = torch.full((x.shape[0],), t, dtype=dtype, device=x.device)
+        y = None if self.labels is None else self.labels.to(x.device)
+        if not self.guided:
+            return model(x, t_batch, y=y)
+        # One forward pass on a doubled batch: the first half with the labels, the second with null.
+        y_null = torch.full_like(y, self._null_class(model))
+        eps = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), y=torch.cat([y, y_null]))
+        eps_cond, eps_uncond = eps.chunk(2)
+        return classifier_free_guidance(eps_uncond, eps_cond, self.guidance_scale)
+
+    def _check(self, model: nn.Module, *, what: str, batch: int) -> None:
+        """Refuse labels a sampler of ``batch`` samples cannot use: not one integer per sample,
+        or a class ``model`` does not know."""
+        if self.labels is not None:
+            check_class_labels(self.labels, what=what, model=model, length=batch)
+        if self.guided:
+            self._null_class(model)
+
+    def _null_class(self, model) -> int:
+        null_class = self.null_class
+        if null_class is None:
+            null_class = getattr(model, "null_class", None)
+        if null_class is None:
+            raise ValueError(
+                "guidance needs the null class: Condition(labels, guidance_scale, null_class=...) "
+                "(models with a .null_class attribute, like ConditionalUNet, need none)"
+            )
+        return null_class
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,15 +228,11 @@ class ClassifierGuidance(nn.Module):
     ) -> torch.Tensor:
         if y is None:
             raise ValueError("classifier guidance needs the labels y to steer towards")
-        num_classes = self.classifier.num_classes
-        if y.min() < 0 or y.max() >= num_classes:
-            raise ValueError(
-                f"labels must lie in [0, {num_classes}), got {sorted(set(y.tolist()))}"
-            )
+        check_labels(y, what="ClassifierGuidance", num_classes=self.classifier.num_classes)
         eps = self.model(x, t)
         with torch.enable_grad():  # samplers run under no_grad; this gradient is part of the step
             x_in = x.detach().requires_grad_(True)
             log_probs = F.log_softmax(self.classifier(x_in, t), dim=1)
             (grad,) = torch.autograd.grad(log_probs[torch.arange(len(y)), y].sum(), x_in)
         alpha_bar = self.schedule.alphas_cumprod.to(device=x.device, dtype=x.dtype)[t]
-        return eps - self.scale * broadcast_per_sample((1 - alpha_bar) ** 0.5, x) * grad
+        return eps - self.scale * per_sample((1 - alpha_bar) ** 0.5, x) * grad

@@ -1,4 +1,4 @@
-"""The shipped generative models (lessons 07-11) and the autoencoder of lesson 09: their recipes.
+"""Lessons 07-11: the shipped generative models and the autoencoder of lesson 09, their recipes.
 
 Every model is judged the same way: how often the shipped classifier ``resnet_small_digits``
 recognises the requested digit in 500 samples (50 per class), guided and unguided. Each entry's
@@ -16,15 +16,15 @@ import torch
 from torch import nn
 
 from .. import data
-from ..latent import VAE, latent_scale, train_vae
-from ..quality import load_judge, recognition_accuracy, to01
-from ..zoo import Entry, load, register
+from ..zoo import Entry, load
 from .flow import sample_euler, train_flow_matching
-from .guidance import NoisyClassifier, train_noisy_classifier
+from .guidance import Condition, NoisyClassifier, train_noisy_classifier
+from .sample_quality import load_judge, recognition_accuracy, to01
 from .samplers import sample_ddim
 from .schedule import NoiseSchedule, q_sample
 from .training import train_diffusion
 from .unet import ConditionalUNet
+from .vae import VAE, latent_scale, train_vae
 
 __all__ = [
     "train_autoencoder_digits",
@@ -105,7 +105,7 @@ def train_diffusion_digits(
 
     With ``autoencoder`` (latent diffusion, lesson 09) the same network and recipe model the
     digits' latent means under that shipped VAE, multiplied by
-    :func:`~course_utils.latent.latent_scale` (unit variance); samples are decoded before they
+    :func:`~course_utils.diffusion.latent_scale` (unit variance); samples are decoded before they
     are judged. Pixels are clipped to [-1, 1] at each step (noise re-derived from the clipped
     x0); latents are not bounded, so they are not.
 
@@ -143,10 +143,8 @@ def train_diffusion_digits(
             schedule,
             (len(wanted), *x_train.shape[1:]),
             num_steps=50,
-            y=wanted,
+            condition=Condition(wanted, guidance_scale=scale),
             generator=torch.Generator().manual_seed(0),
-            guidance_scale=scale,
-            null_class=model.null_class,
             clip_sample=clip,
             use_clipped_model_output=clip,
             progress=False,
@@ -194,10 +192,8 @@ def train_flow_digits(
             model,
             (len(wanted), 1, size, size),
             num_steps=20,
-            y=wanted,
+            condition=Condition(wanted, guidance_scale=scale),
             generator=torch.Generator().manual_seed(0),
-            guidance_scale=scale,
-            null_class=model.null_class,
             progress=False,
         )
 
@@ -252,45 +248,11 @@ def train_noisy_classifier_digits(
     return {"metric": "accuracy_random_t", **scores}
 
 
-def _vae_digits() -> nn.Module:
-    return VAE(in_channels=1, latent_channels=4, base=32, downsamples=2)
-
-
-def _unet_digits() -> nn.Module:
-    return ConditionalUNet(in_channels=1, base=32, num_classes=10)
-
-
-def _unet_latents() -> nn.Module:
-    return ConditionalUNet(in_channels=4, base=32, num_classes=10)
-
-
-def _noisy_classifier() -> nn.Module:
-    return NoisyClassifier(in_channels=1, base=32, num_classes=10)
-
-
 #: What sampling the 16x16 pixel models must match; the latent model overrides the shape.
 _PIXELS = {"in_channels": 1, "image_size": 16, "sample_range": [-1, 1], "num_classes": 10}
 _CONDITIONAL = {"null_class": 10, "guidance": "classifier-free (conditioning dropout 0.1)"}
 
-_AUTOENCODER_RECIPE = {"size": 16, "epochs": 60, "lr": 1e-3, "batch_size": 128, "beta": 1e-3}
-register(
-    Entry(
-        name="autoencoder_digits",
-        build=_vae_digits,
-        train=functools.partial(train_autoencoder_digits, **_AUTOENCODER_RECIPE),
-        recipe={
-            "model": "VAE(in_channels=1, latent_channels=4, base=32, downsamples=2): 16x16 -> 4x4x4",
-            "objective": "MSE + beta * KL per latent entry",
-            "optimizer": "AdamW, constant lr",
-            "threads": 1,
-        }
-        | _AUTOENCODER_RECIPE,
-        description="VAE compressing 16x16 digits to 4x4x4 latents (lesson 09)",
-        needs=("resnet_small_digits",),
-        config={"in_channels": 1, "image_size": 16, "input_range": [-1, 1], "latent": [4, 4, 4]},
-    )
-)
-
+#: The numbers of every diffusion and flow-matching recipe (flow matching has no noise schedule).
 _DIFFUSION_RECIPE = {
     "size": 16,
     "noise_schedule": COSINE_1000,
@@ -300,43 +262,44 @@ _DIFFUSION_RECIPE = {
     "p_uncond": 0.1,
     "ema_decay": 0.999,
 }
-register(
+_EPSILON = "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped"
+_CONSTANT_LR = {"optimizer": "AdamW, constant lr"}
+_PIXEL_UNET = functools.partial(ConditionalUNet, in_channels=1, base=32, num_classes=10)
+#: The latents are not bounded like pixels: no clipping to a sample range.
+_LATENT_SCHEDULE = COSINE_1000 | {"sample_range": None}
+
+#: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
+CHECKPOINTS = (
     Entry(
-        name="diffusion_digits",
-        build=_unet_digits,
-        train=functools.partial(train_diffusion_digits, **_DIFFUSION_RECIPE),
-        recipe={
-            "model": "ConditionalUNet(in_channels=1, base=32, num_classes=10), null class 10",
-            "objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped",
-            "optimizer": "AdamW, constant lr",
-            "threads": 1,
-        }
-        | _DIFFUSION_RECIPE,
+        "autoencoder_digits",
+        functools.partial(VAE, in_channels=1, latent_channels=4, base=32, downsamples=2),
+        train_autoencoder_digits,
+        {"size": 16, "epochs": 60, "lr": 1e-3, "batch_size": 128, "beta": 1e-3},
+        notes={"objective": "MSE + beta * KL per latent entry"} | _CONSTANT_LR,
+        architecture=": 16x16 -> 4x4x4",
+        description="VAE compressing 16x16 digits to 4x4x4 latents (lesson 09)",
+        needs=("resnet_small_digits",),
+        config={"in_channels": 1, "image_size": 16, "input_range": [-1, 1], "latent": [4, 4, 4]},
+    ),
+    Entry(
+        "diffusion_digits",
+        _PIXEL_UNET,
+        train_diffusion_digits,
+        _DIFFUSION_RECIPE,
+        notes={"objective": _EPSILON} | _CONSTANT_LR,
+        architecture=", null class 10",
         description="Class-conditional diffusion model of the 16x16 digits (lessons 07-08)",
         needs=("resnet_small_digits",),
         config=_PIXELS | _CONDITIONAL | {"objective": "epsilon", "noise_schedule": COSINE_1000},
-    )
-)
-
-#: The latents are not bounded like pixels: no clipping to a sample range.
-_LATENT_SCHEDULE = COSINE_1000 | {"sample_range": None}
-_LATENT_RECIPE = _DIFFUSION_RECIPE | {
-    "noise_schedule": _LATENT_SCHEDULE,
-    "autoencoder": "autoencoder_digits",
-}
-register(
+    ),
     Entry(
-        name="latent_diffusion_digits",
-        build=_unet_latents,
-        train=functools.partial(train_diffusion_digits, **_LATENT_RECIPE),
-        recipe={
-            "model": "ConditionalUNet(in_channels=4, base=32, num_classes=10) on the 4x4x4 "
-            "latents of autoencoder_digits, scaled by latent_scale",
-            "objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped",
-            "optimizer": "AdamW, constant lr",
-            "threads": 1,
-        }
-        | _LATENT_RECIPE,
+        "latent_diffusion_digits",
+        functools.partial(ConditionalUNet, in_channels=4, base=32, num_classes=10),
+        train_diffusion_digits,
+        _DIFFUSION_RECIPE
+        | {"noise_schedule": _LATENT_SCHEDULE, "autoencoder": "autoencoder_digits"},
+        notes={"objective": _EPSILON} | _CONSTANT_LR,
+        architecture=" on the 4x4x4 latents of autoencoder_digits, scaled by latent_scale",
         description="Class-conditional latent diffusion model of the 16x16 digits (lesson 09)",
         needs=("autoencoder_digits", "resnet_small_digits"),
         config={"in_channels": 4, "image_size": 4, "sample_range": None, "num_classes": 10}
@@ -346,52 +309,35 @@ register(
             "noise_schedule": _LATENT_SCHEDULE,
             "autoencoder": "autoencoder_digits",
         },
-    )
-)
-
-_FLOW_RECIPE = {k: v for k, v in _DIFFUSION_RECIPE.items() if k != "noise_schedule"}
-register(
+    ),
     Entry(
-        name="flow_digits",
-        build=_unet_digits,
-        train=functools.partial(train_flow_digits, **_FLOW_RECIPE),
-        recipe={
-            "model": "ConditionalUNet(in_channels=1, base=32, num_classes=10), null class 10",
+        "flow_digits",
+        _PIXEL_UNET,
+        train_flow_digits,
+        {k: v for k, v in _DIFFUSION_RECIPE.items() if k != "noise_schedule"},
+        notes={
             "objective": "flow matching (straight paths, velocity x1 - noise, t ~ U[0, 1] fed as "
-            "1000 t), conditioning dropout p_uncond; EMA weights shipped",
-            "optimizer": "AdamW, constant lr",
-            "threads": 1,
+            "1000 t), conditioning dropout p_uncond; EMA weights shipped"
         }
-        | _FLOW_RECIPE,
+        | _CONSTANT_LR,
+        architecture=", null class 10",
         description="Class-conditional flow-matching model of the 16x16 digits (lesson 10)",
         needs=("resnet_small_digits",),
         config=_PIXELS
         | _CONDITIONAL
         | {"objective": "flow matching", "time": "flow time in [0, 1], fed as 1000 t"},
-    )
-)
-
-_NOISY_CLASSIFIER_RECIPE = {
-    "size": 16,
-    "noise_schedule": COSINE_1000,
-    "epochs": 150,
-    "lr": 1e-3,
-    "batch_size": 128,
-}
-register(
+    ),
     Entry(
-        name="noisy_classifier_digits",
-        build=_noisy_classifier,
-        train=functools.partial(train_noisy_classifier_digits, **_NOISY_CLASSIFIER_RECIPE),
-        recipe={
-            "model": "NoisyClassifier(in_channels=1, base=32, num_classes=10)",
+        "noisy_classifier_digits",
+        functools.partial(NoisyClassifier, in_channels=1, base=32, num_classes=10),
+        train_noisy_classifier_digits,
+        {"size": 16, "noise_schedule": COSINE_1000, "epochs": 150, "lr": 1e-3, "batch_size": 128},
+        notes={
             "objective": "cross-entropy on q_sample(x0, t), t ~ U{0..T-1}, same schedule as "
-            "diffusion_digits",
-            "optimizer": "AdamW, constant lr",
-            "threads": 1,
+            "diffusion_digits"
         }
-        | _NOISY_CLASSIFIER_RECIPE,
+        | _CONSTANT_LR,
         description="Noise-aware digit classifier p(y | x_t, t) for classifier guidance (lesson 08)",
         config=_PIXELS | {"noise_schedule": COSINE_1000},
-    )
+    ),
 )

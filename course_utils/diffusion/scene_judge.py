@@ -1,4 +1,4 @@
-"""A judge for text-to-image (lesson 12): it reads a scene's digits, colours and places.
+"""Lesson 12: a judge for text-to-image that reads a scene's digits, colours and places.
 
 A generated scene is right when it shows what its prompt asked for, and checking that by eye does
 not scale to hundreds of samples. :class:`SceneJudge` is a small CNN trained on real captioned
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_images
 from ..data.captions import COLOURS, EMPTY, SLOTS, CaptionedScenes, parse_caption
-from ..inputs import check_images
 from ..train import fit_one_cycle
 from .training import seeded_loader
 

@@ -1,4 +1,4 @@
-"""The noise schedule and the forward process: how a diffusion model's training data are noised.
+"""Lesson 07: the noise schedule and the forward process, how training data are noised.
 
 Images live in [-1, 1] (scale [0, 1] images with ``x * 2 - 1``). The *forward process* adds
 Gaussian noise in ``T`` small steps t = 0, 1, ..., T-1 (0-based, as in diffusers):
@@ -17,8 +17,8 @@ the image survives. The "linear" schedule spaces β_t evenly from 1e-4 to 0.02 (
 for s = t/T, which destroys information more evenly, and derives β_t = 1 - ᾱ((t+1)/T) / ᾱ(t/T),
 clipped at 0.999 because the last β would otherwise be 1 (all signal gone in one step).
 
-Also here: the checks every other file runs on timesteps and data ranges, and :func:`draw_noise`,
-the one way the package draws ε so that a seeded generator gives diffusers' numbers.
+Also here: :func:`draw_noise`, the one way the package draws ε so that a seeded generator gives
+diffusers' numbers. The data-range check (``checks.check_sample_range``) lives with the others.
 """
 
 from __future__ import annotations
@@ -29,18 +29,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = [
-    "BETA_SCHEDULES",
-    "NoiseSchedule",
-    "trained_schedule",
-    "check_trained_schedule",
-    "check_timesteps",
-    "check_sample_range",
-    "broadcast_per_sample",
-    "per_sample_message",
-    "draw_noise",
-    "q_sample",
-]
+from ..checks import check_sample_range, check_timesteps
+
+__all__ = ["NoiseSchedule", "trained_schedule", "q_sample"]
 
 #: The kinds of β schedule :class:`NoiseSchedule` knows (its ``beta_schedule`` argument).
 BETA_SCHEDULES = ("linear", "cosine")
@@ -111,8 +102,8 @@ class NoiseSchedule:
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) at integer timesteps ``t`` (any shape)."""
-        check_timesteps(self, t)
-        a = self.alphas_cumprod.to(t.device)[t]
+        check_timesteps(t, what="NoiseSchedule.snr", num_timesteps=self.num_timesteps)
+        a = self.alphas_cumprod.to(t.device)[t.long()]
         return a / (1 - a)
 
 
@@ -162,41 +153,7 @@ def _trained_config(model: nn.Module) -> dict | None:
     return config.get("noise_schedule") if isinstance(config, Mapping) else None
 
 
-def check_timesteps(schedule: NoiseSchedule, t: torch.Tensor | int) -> None:
-    """Timesteps must be integers in [0, T): t = 0 is the first noising step, T - 1 the last."""
-    if isinstance(t, torch.Tensor):
-        if t.is_floating_point() or t.is_complex():
-            raise ValueError(f"timesteps must be integers (torch.long), got dtype {t.dtype}")
-        bad = t.numel() > 0 and (t.min() < 0 or t.max() >= schedule.num_timesteps)
-    else:
-        bad = not 0 <= t < schedule.num_timesteps
-    if bad:
-        raise ValueError(f"timesteps must lie in [0, {schedule.num_timesteps}) (0-based), got {t}")
-
-
-def check_sample_range(schedule: NoiseSchedule, x: torch.Tensor, name: str = "x0") -> None:
-    """Data must lie in the schedule's [-sample_range, sample_range] (unless it is None)."""
-    bound = schedule.sample_range
-    # A small tolerance: x * 2 - 1 can round a hair outside [-1, 1].
-    if bound is None or x.numel() == 0 or x.abs().max() <= bound + 1e-4:
-        return
-    raise ValueError(
-        f"{name} must lie in [-{bound:g}, {bound:g}], got values in [{x.min():.3g}, {x.max():.3g}]; "
-        "scale images from [0, 1] with x * 2 - 1 (unbounded data such as latents need "
-        "NoiseSchedule(sample_range=None))"
-    )
-
-
-def per_sample_message(name: str, value, batch: int) -> str:
-    """The error for a timestep (or flow time) that is not one value per image."""
-    got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-    return (
-        f"{name} must hold one value per image, shape [B] = [{batch}], got {got}: for the same "
-        f"{name} everywhere use torch.full(({batch},), {name})"
-    )
-
-
-def broadcast_per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-sample values [B] -> [B, 1, 1, ...] so that they scale every element of ``like``."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
 
@@ -233,10 +190,9 @@ def q_sample(
     """
     if noise.shape != x0.shape:
         raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    if not isinstance(t, torch.Tensor) or t.shape != (x0.shape[0],):
-        raise ValueError(per_sample_message("t", t, x0.shape[0]))
-    check_timesteps(schedule, t)
-    check_sample_range(schedule, x0)
-    alpha_bar = schedule.alphas_cumprod.to(device=x0.device, dtype=x0.dtype)[t.to(x0.device)]
-    alpha_bar = broadcast_per_sample(alpha_bar, x0)
+    check_timesteps(t, what="q_sample", num_timesteps=schedule.num_timesteps, length=len(x0))
+    check_sample_range(x0, what="q_sample", sample_range=schedule.sample_range)
+    alpha_bar = schedule.alphas_cumprod.to(device=x0.device, dtype=x0.dtype)
+    alpha_bar = alpha_bar[t.to(x0.device).long()]  # whole-number float steps (diffusers') too
+    alpha_bar = per_sample(alpha_bar, x0)
     return alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * noise

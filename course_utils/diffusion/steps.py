@@ -1,4 +1,4 @@
-"""One reverse step: from x_t and the predicted noise ε̂ to a less noisy sample, DDPM or DDIM.
+"""Lesson 07: one reverse step, from x_t and the predicted noise ε̂ to a less noisy sample.
 
 The model ``model(x_t, t, y=None)`` is trained to predict the noise ε that was added (the
 "epsilon" parameterisation). From it, the clean image can be estimated by inverting q_sample:
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from .schedule import NoiseSchedule, check_timesteps, draw_noise
+from ..checks import check_timesteps
+from .schedule import NoiseSchedule, draw_noise
 
 __all__ = ["ddpm_step", "ddim_step", "ddim_timesteps"]
 
@@ -97,8 +98,8 @@ def ddpm_step(
     Returns:
         x_{t-1} [B, ...]; at t = 0 the (clipped) x̂_0 itself.
     """
+    check_timesteps(torch.as_tensor(t), what="ddpm_step", num_timesteps=schedule.num_timesteps)
     t = int(t)
-    check_timesteps(schedule, t)
     _check_step_inputs(model_output, x_t)
     alpha_bar = schedule.alphas_cumprod.to(x_t.device)
     alpha_bar_t = alpha_bar[t]
@@ -154,8 +155,8 @@ def ddim_step(
     Returns:
         x_{t_prev} [B, ...].
     """
+    check_timesteps(torch.as_tensor(t), what="ddim_step", num_timesteps=schedule.num_timesteps)
     t, t_prev = int(t), int(t_prev)
-    check_timesteps(schedule, t)
     if t_prev >= t:
         raise ValueError(f"t_prev must be smaller than t = {t}, got {t_prev}")
     if not 0.0 <= eta <= 1.0:

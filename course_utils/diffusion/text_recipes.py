@@ -1,4 +1,4 @@
-"""The shipped text-to-image model of lesson 12, in three checkpoints, and their recipes.
+"""Lesson 12: the shipped text-to-image model, in three checkpoints, and their recipes.
 
 * ``scene_judge``: the :class:`~course_utils.diffusion.scene_judge.SceneJudge`, trained on real
   captioned scenes and scored on scenes of the 450 test digits;
@@ -22,7 +22,7 @@ from diffusers import StableDiffusionPipeline
 
 from ..data.captions import CAPTION_WORDS, COLOURS, SLOTS, CaptionedScenes, captioned_scenes
 from ..runtime import device as default_device
-from ..zoo import Entry, load, register
+from ..zoo import Entry, load
 from .scene_judge import SceneJudge, judge_accuracy, prompt_accuracy, train_scene_judge
 from .text_to_image import (
     NOISE_SCHEDULE,
@@ -167,7 +167,7 @@ def train_text_to_image_scenes(
         assemble_pipeline(autoencoder, model),
         prompts.captions,
         guidance_scale=DEFAULT_GUIDANCE,
-        num_inference_steps=DEFAULT_STEPS,
+        num_steps=DEFAULT_STEPS,
     )
     right = prompt_accuracy(load("scene_judge", device="cpu"), images, prompts.captions)
     scores = prompt_scores(right, prompts)
@@ -182,88 +182,53 @@ def shipped_pipeline(device: torch.device | str | None = None) -> StableDiffusio
     return pipe.to(device)
 
 
-# The builders live here, not in the model files: the manifest records each builder's module so
-# that the store can find these recipes again.
-def _judge() -> SceneJudge:
-    return SceneJudge(width=32, features=256)
-
-
-def _autoencoder() -> SceneAutoencoder:
-    return SceneAutoencoder()
-
-
-def _denoiser() -> TextConditionedDenoiser:
-    return TextConditionedDenoiser()
-
-
 _SCENES = {"in_channels": 3, "image_size": 32, "input_range": [0, 1]}
+_ONE_CYCLE = {"optimizer": "AdamW, one-cycle lr (peak lr)"}
 
-_JUDGE_RECIPE = {"scenes": 30000, "epochs": 6, "lr": 3e-3, "batch_size": 128}
-register(
+#: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
+#: A builder without arguments (the class itself) is described in words by ``architecture``.
+CHECKPOINTS = (
     Entry(
-        name="scene_judge",
-        build=_judge,
-        train=functools.partial(train_scene_judge_entry, **_JUDGE_RECIPE),
-        recipe={
-            "model": "SceneJudge(width=32, features=256): per slot, digit (or empty) and colour",
-            "objective": "cross-entropy per slot for the digit and the colour",
-            "optimizer": "AdamW, one-cycle lr (peak lr)",
-            "threads": 1,
-        }
-        | _JUDGE_RECIPE,
+        "scene_judge",
+        functools.partial(SceneJudge, width=32, features=256),
+        train_scene_judge_entry,
+        {"scenes": 30000, "epochs": 6, "lr": 3e-3, "batch_size": 128},
+        notes={"objective": "cross-entropy per slot for the digit and the colour"} | _ONE_CYCLE,
+        architecture=": per slot, digit (or empty) and colour",
         description="Reads digits, colours and places in 32x32 captioned scenes (lesson 12)",
         config=_SCENES | {"slots": list(SLOTS), "colours": list(COLOURS)},
-    )
-)
-
-_AUTOENCODER_RECIPE = {
-    "scenes": 20000,
-    "epochs": 4,
-    "lr": 2e-3,
-    "batch_size": 64,
-    "kl_weight": 1e-3,
-}
-register(
+    ),
     Entry(
-        name="autoencoder_scenes",
-        build=_autoencoder,
-        train=functools.partial(train_autoencoder_scenes, **_AUTOENCODER_RECIPE),
-        recipe={
-            "model": "diffusers AutoencoderKL, block_out_channels (16, 32, 64): 32x32x3 -> 8x8x4",
-            "objective": "MSE on a posterior sample + kl_weight * KL per pixel",
-            "optimizer": "AdamW, one-cycle lr (peak lr)",
-            "threads": 1,
-        }
-        | _AUTOENCODER_RECIPE,
+        "autoencoder_scenes",
+        SceneAutoencoder,
+        train_autoencoder_scenes,
+        {"scenes": 20000, "epochs": 4, "lr": 2e-3, "batch_size": 64, "kl_weight": 1e-3},
+        notes={"objective": "MSE on a posterior sample + kl_weight * KL per pixel"} | _ONE_CYCLE,
+        architecture="diffusers AutoencoderKL, block_out_channels (16, 32, 64): 32x32x3 -> 8x8x4",
         description="AutoencoderKL of the captioned scenes, f = 4 (lesson 12)",
         needs=("scene_judge",),
         config=_SCENES | {"latent": [4, 8, 8]},
-    )
-)
-
-_TEXT_TO_IMAGE_RECIPE = {
-    "scenes": 20000,
-    "epochs": 32,
-    "lr": 1e-3,
-    "batch_size": 128,
-    "p_uncond": 0.1,
-    "ema_decay": 0.999,
-}
-register(
+    ),
     Entry(
-        name="text_to_image_scenes",
-        build=_denoiser,
-        train=functools.partial(train_text_to_image_scenes, **_TEXT_TO_IMAGE_RECIPE),
-        recipe={
-            "model": "transformers CLIPTextModel (2 layers, width 64) + diffusers "
-            "UNet2DConditionModel (block_out_channels (32, 64), cross-attention on both levels) "
-            "on the scaled latents of autoencoder_scenes",
+        "text_to_image_scenes",
+        TextConditionedDenoiser,
+        train_text_to_image_scenes,
+        {
+            "scenes": 20000,
+            "epochs": 32,
+            "lr": 1e-3,
+            "batch_size": 128,
+            "p_uncond": 0.1,
+            "ema_decay": 0.999,
+        },
+        notes={
             "objective": "v-prediction (DDPMScheduler.add_noise, target get_velocity), captions "
             "dropped to the empty prompt with probability p_uncond; EMA weights shipped",
             "optimizer": "AdamW on both parts, constant lr",
-            "threads": 1,
-        }
-        | _TEXT_TO_IMAGE_RECIPE,
+        },
+        architecture="transformers CLIPTextModel (2 layers, width 64) + diffusers "
+        "UNet2DConditionModel (block_out_channels (32, 64), cross-attention on both levels) "
+        "on the scaled latents of autoencoder_scenes",
         description="Text encoder + cross-attention U-Net of the captioned scenes (lesson 12)",
         needs=("autoencoder_scenes", "scene_judge"),
         config={
@@ -277,5 +242,5 @@ register(
             "guidance_scale": DEFAULT_GUIDANCE,
             "num_inference_steps": DEFAULT_STEPS,
         },
-    )
+    ),
 )

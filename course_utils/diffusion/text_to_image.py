@@ -1,4 +1,4 @@
-"""Stable Diffusion in miniature (lesson 12): the real parts, small enough to train on a laptop.
+"""Lesson 12: Stable Diffusion in miniature, the real parts, small enough to train on a laptop.
 
 Stable Diffusion is four parts, and this module builds each from diffusers and transformers:
 
@@ -316,12 +316,13 @@ def sample_by_hand(
     pipe: StableDiffusionPipeline,
     prompts: list[str],
     *,
-    num_inference_steps: int = 30,
+    num_steps: int = 30,
     guidance_scale: float = 4.0,
     negative_prompt: str = "",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """What ``pipe(prompts, ...)`` does, written out: images ``[N, 3, 32, 32]`` in [0, 1].
+    """What ``pipe(prompts, num_inference_steps=num_steps, ...)`` does, written out: images
+    ``[N, 3, 32, 32]`` in [0, 1].
 
     1. The text encoder turns the prompts, and the negative prompt (the empty one by default),
        into token vectors.
@@ -342,15 +343,15 @@ def sample_by_hand(
 
     tokens = torch.cat([embed([negative_prompt] * len(prompts)), embed(prompts)])
     scheduler = pipe.scheduler
-    scheduler.set_timesteps(num_inference_steps, device=device)
+    scheduler.set_timesteps(num_steps, device=device)
     channels, side = pipe.unet.config.in_channels, pipe.unet.config.sample_size
     latents = torch.randn((len(prompts), channels, side, side), generator=generator)
     latents = latents.to(device) * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         both = pipe.unet(torch.cat([latents] * 2), t, encoder_hidden_states=tokens).sample
         negative, positive = both.chunk(2)
-        noise = negative + guidance_scale * (positive - negative)
-        latents = scheduler.step(noise, t, latents).prev_sample
+        velocity = negative + guidance_scale * (positive - negative)
+        latents = scheduler.step(velocity, t, latents).prev_sample
     images = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
     return (images / 2 + 0.5).clamp(0, 1)
 
@@ -361,12 +362,12 @@ def generate(
     prompts: list[str],
     *,
     guidance_scale: float,
-    num_inference_steps: int,
+    num_steps: int,
     seed: int = 0,
     negative_prompt: str | None = None,
     batch_size: int = 250,
 ) -> torch.Tensor:
-    """``pipe(prompts)`` in batches, as images ``[N, 3, 32, 32]`` in [0, 1] on the CPU; the
+    """``pipe(prompts, num_inference_steps=num_steps)`` in batches, as images ``[N, 3, 32, 32]`` in [0, 1] on the CPU; the
     noise comes from one generator seeded with ``seed``, so the same call draws the same images.
     Prompts are checked first (:func:`~course_utils.diffusion.tokenizer.check_prompt`)."""
     _check_prompts(pipe, prompts, negative_prompt)
@@ -378,7 +379,7 @@ def generate(
             pipe(
                 chunk,
                 guidance_scale=guidance_scale,
-                num_inference_steps=num_inference_steps,
+                num_inference_steps=num_steps,
                 negative_prompt=None if negative_prompt is None else [negative_prompt] * len(chunk),
                 generator=generator,
                 output_type="pt",

@@ -1,4 +1,4 @@
-"""A CLIP tokenizer for the caption grammar, built by the course instead of downloaded.
+"""Lesson 12: a CLIP tokenizer for the caption grammar, built by the course instead of downloaded.
 
 Stable Diffusion reads a prompt through CLIP's tokenizer: byte-pair encoding (BPE) splits each
 word into pieces from a learned vocabulary, and the ids of those pieces, framed by a start and an

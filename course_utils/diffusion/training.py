@@ -1,5 +1,5 @@
-"""Training a denoiser: the ε-prediction loss with conditioning dropout, an EMA of the weights and
-the seeded training loop.
+"""Lessons 07-10: training a denoiser, the ε-prediction loss with conditioning dropout, an EMA
+of the weights and the seeded training loop.
 
 Training (:func:`diffusion_loss`) is plain regression: pick a random t and ε, form x_t with
 q_sample and minimise ||ε̂(x_t, t, y) - ε||²; replacing y by the null label with probability
@@ -18,17 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..checks import check_finite, check_images, check_signed_images
 from ..train import fit
 from .schedule import NoiseSchedule, draw_noise, q_sample
 
-__all__ = [
-    "diffusion_loss",
-    "drop_labels",
-    "EMA",
-    "seeded_loader",
-    "train_diffusion",
-    "train_denoiser",
-]
+__all__ = ["diffusion_loss", "drop_labels", "EMA", "train_diffusion"]
 
 
 def diffusion_loss(
@@ -52,6 +46,9 @@ def diffusion_loss(
         y: labels [B] (long) or None for an unconditional model.
         generator: makes t, ε and the dropout reproducible.
     """
+    check_finite(x0, what="diffusion_loss")  # a tensor (NumPy arrays and lists get the fix)
+    if schedule.sample_range is not None and x0.dim() == 4:  # images, not latents or points
+        check_signed_images(x0, what="diffusion_loss")
     batch, device = x0.shape[0], x0.device
     rand_device = generator.device if generator is not None else device
     t = torch.randint(
@@ -113,10 +110,8 @@ def seeded_loader(
     """Batches of (images scaled to [-1, 1], labels) in a seeded order, plus a second seeded
     generator for the timesteps and noise: the same call trains the same weights on the CPU.
     ``rescale=False`` batches the data as they are (latents)."""
-    if rescale:
-        if images.min() < 0 or images.max() > 1:
-            raise ValueError("images must be in [0, 1]; they are scaled to [-1, 1] here")
-        images = images * 2 - 1
+    if rescale:  # the training functions take images in [0, 1], like every data set of the course
+        images = check_images(images, what="training", value_range=(0, 1)) * 2 - 1
     loader = DataLoader(
         TensorDataset(images, labels),
         batch_size,
@@ -199,13 +194,14 @@ def train_denoiser(
         return loss(model, x0, y if labels is not None else None, generator)
 
     ema = EMA(model, ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer.register_step_post_hook(lambda *_: ema.update(model))  # after every step
     history = fit(
         model,
         loader,
         epochs=epochs,
-        optimizer=torch.optim.AdamW(model.parameters(), lr=lr),
+        optimizer=optimizer,
         train_step=step,
-        after_step=lambda: ema.update(model),
         device=device,
         progress=progress,
     )

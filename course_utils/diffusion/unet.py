@@ -1,5 +1,5 @@
-"""A small conditional noise-prediction network: the timestep embedding, the residual block and
-the U-Net built from them.
+"""Lessons 07-10: a small conditional noise-prediction network, the timestep embedding, the
+residual block and the U-Net built from them.
 
 The network ε̂(x_t, t, y) must denoise at *every* noise level and for every class, so it is told
 both: the timestep as a sinusoidal vector (:func:`timestep_embedding`) passed through an MLP, the
@@ -14,9 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .schedule import per_sample_message
+from ..checks import check_images, check_labels, check_timesteps
 
 __all__ = ["timestep_embedding", "ResBlock", "ConditionalUNet", "CPU_BATCH"]
+
+#: The times :class:`ConditionalUNet` is trained on: diffusion steps 0, ..., 999, or flow times
+#: scaled to [0, 1000] (``FLOW_TIME_SCALE``). A float time in [0, 1] is a flow time not scaled.
+_TIME_LIMIT = 1001
 
 #: The largest batch :class:`ConditionalUNet` computes at once on a CPU. There a batch's
 #: activations must fit in the processor's cache: on the course's 2-core machine one call on
@@ -84,6 +88,7 @@ class ConditionalUNet(nn.Module):
         super().__init__()
         if base % 8:
             raise ValueError(f"base must be a multiple of 8 (GroupNorm with 8 groups), got {base}")
+        self.in_channels = in_channels
         self.num_classes = num_classes
         self.null_class = num_classes
         self.base = base
@@ -104,18 +109,12 @@ class ConditionalUNet(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
-            raise ValueError(per_sample_message("t", t, x.shape[0]))
-        if x.shape[-2] % 4 or x.shape[-1] % 4:
-            raise ValueError(f"height and width must be divisible by 4, got {tuple(x.shape[-2:])}")
+        what = "ConditionalUNet"
+        check_images(x, what=what, channels=self.in_channels, multiple_of=4)
+        check_timesteps(t, what=what, num_timesteps=_TIME_LIMIT, length=len(x))
         if y is None:
             y = torch.full((x.shape[0],), self.null_class, dtype=torch.long, device=x.device)
-        elif y.numel() and (y.min() < 0 or y.max() > self.null_class):
-            unknown = sorted({v for v in y.tolist() if not 0 <= v <= self.null_class})
-            raise ValueError(
-                f"class labels must lie in [0, {self.num_classes}) (or {self.null_class}, the null "
-                f"class); this model does not know {unknown}"
-            )
+        check_class_labels(y, what=what, model=self, length=len(x))
         if x.device.type == "cpu" and x.shape[0] > CPU_BATCH:
             parts = zip(x.split(CPU_BATCH), t.split(CPU_BATCH), y.split(CPU_BATCH))
             return torch.cat([self._predict(*part) for part in parts])
@@ -129,3 +128,13 @@ class ConditionalUNet(nn.Module):
         h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0), h2], dim=1), emb)
         h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0), h1], dim=1), emb)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def check_class_labels(y: torch.Tensor, *, what: str, model: nn.Module, length: int) -> None:
+    """Class labels [B] for ``model``: integers in [0, model.num_classes), or its null class
+    (``model.null_class``, "no label"). A model without ``num_classes`` is not range-checked."""
+    num_classes = getattr(model, "num_classes", None)
+    null_class = getattr(model, "null_class", None)
+    if num_classes is not None and null_class is not None and isinstance(y, torch.Tensor):
+        y = torch.where(y == null_class, 0, y)  # the null class is a label too, just not a class
+    check_labels(y, what=what, num_classes=num_classes, length=length)

@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``00_start_here``."""
+"""Lesson 00: the checkers of the exercises of ``00_start_here``."""
 
 import torch
 

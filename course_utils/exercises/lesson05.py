@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``05_transfer_learning``.
+"""Lesson 05: the checkers of the exercises of ``05_transfer_learning``.
 
 Each checker calls the learner's answer on a few inputs and compares the result with the course's
 own implementation in :mod:`course_utils.transfer`; a wrong answer fails with a hint about the most
@@ -57,7 +57,7 @@ def check_block_learning_rates(block_learning_rates) -> None:
 
 @exercise("05.3 warm-up + cosine")
 def check_schedule(schedule) -> None:
-    """``schedule(step, total, warmup) -> float`` multiplier, as :func:`transfer.warmup_cosine`."""
+    """``schedule(step, total, warmup) -> float`` multiplier, as :func:`course_utils.transfer.warmup_cosine`."""
     for total, warmup in [(100, 10), (50, 0), (20, 5)]:
         for step in [0, 1, warmup - 1, warmup, warmup + 1, total // 2, total - 1, total, total + 5]:
             if step < 0:  # warmup - 1 when there is no warm-up

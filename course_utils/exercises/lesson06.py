@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``06_cnn_applications``.
+"""Lesson 06: the checkers of the exercises of ``06_cnn_applications``.
 
 Each checker calls the learner's answer on a few inputs and compares the result with the course's
 own implementation in :mod:`course_utils.style` and :mod:`course_utils.features`; a wrong answer
@@ -179,7 +179,7 @@ def backbone_features(num_digits: int = NUM_DIGITS) -> tuple[torch.Tensor, torch
     _, x_test, _, _ = data.digits_split(16)
     with zoo.one_thread():
         return tuple(
-            extract_features(zoo.load(name, device="cpu"), x_test[:num_digits])
+            extract_features(zoo.load(name, device="cpu"), x_test[:num_digits], device="cpu")
             for name in BACKBONES
         )
 

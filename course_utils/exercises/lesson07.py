@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``07_diffusion_ddpm``.
+"""Lesson 07: checkers for the exercises of ``07_diffusion_ddpm``.
 
 Each checker calls the learner's answer on random inputs and edge cases and compares the result
 with the course's own implementation in :mod:`course_utils.diffusion` (``q_sample``,

@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``08_guidance_conditioning``.
+"""Lesson 08: checkers for the exercises of ``08_guidance_conditioning``.
 
 Each checker calls the learner's answer on random inputs and compares the result with the course's
 own implementation in :mod:`course_utils.diffusion`; a wrong answer fails with a hint about the

@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``10_flow_matching``.
+"""Lesson 10: checkers for the exercises of ``10_flow_matching``.
 
 Each checker calls the learner's answer on random inputs and compares the result with the course's
 own implementation in :mod:`course_utils.diffusion` (or, where the package has no single function

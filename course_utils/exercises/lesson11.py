@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``11_diffusers_library``.
+"""Lesson 11: checkers for the exercises of ``11_diffusers_library``.
 
 Each checker calls the learner's answer on small random inputs and compares the result with a
 reference built from diffusers itself and from the course's :mod:`course_utils.diffusion`

@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``12_text_to_image``.
+"""Lesson 12: checkers for the exercises of ``12_text_to_image``.
 
 Each checker calls the learner's answer on small inputs and compares it with a reference from the
 libraries themselves: the course's BPE rules and transformers' ``CLIPTokenizer``, a tiny

@@ -1,4 +1,4 @@
-"""Images as tensors: conversions, colour spaces, filtering, preprocessing and mixing (lesson 01).
+"""Lesson 01: images as tensors: conversions, colour spaces, filtering, preprocessing and mixing.
 
 Conventions used everywhere in the course:
 
@@ -8,10 +8,10 @@ Conventions used everywhere in the course:
   :func:`to_tensor` and :func:`to_numpy` convert between the two worlds.
 
 Functions that accept ``[..., C, H, W]`` work on one image or on a batch alike. Every function
-checks its input with :func:`check_image`, so a wrong layout, dtype or range fails loudly with a
-hint instead of silently producing a wrong picture.
+checks its input with :func:`course_utils.checks.check_images`, so a wrong layout, dtype or range
+fails loudly with a hint instead of silently producing a wrong picture.
 
-- ``checks``: :func:`check_image` and the conversions between the two layouts;
+- ``conversions``: the conversions between the two layouts;
 - ``colour``: grey, HSV, YCrCb and L*a*b*, and an HSV colour mask;
 - ``filters``: classic kernels, depthwise convolution, Gaussian kernels, Sobel gradients;
 - ``preprocessing``: ImageNet statistics, normalisation, training/evaluation pipelines,
@@ -19,10 +19,10 @@ hint instead of silently producing a wrong picture.
 - ``mixing``: MixUp and CutMix.
 """
 
-from .checks import *  # noqa: F403
-from .checks import __all__ as _checks
 from .colour import *  # noqa: F403
 from .colour import __all__ as _colour
+from .conversions import *  # noqa: F403
+from .conversions import __all__ as _conversions
 from .filters import *  # noqa: F403
 from .filters import __all__ as _filters
 from .mixing import *  # noqa: F403
@@ -30,4 +30,4 @@ from .mixing import __all__ as _mixing
 from .preprocessing import *  # noqa: F403
 from .preprocessing import __all__ as _preprocessing
 
-__all__ = [*_checks, *_colour, *_filters, *_preprocessing, *_mixing]
+__all__ = [*_conversions, *_colour, *_filters, *_preprocessing, *_mixing]

@@ -1,4 +1,4 @@
-"""Colour spaces: grey, HSV, YCrCb and CIE L*a*b* from RGB, and colour segmentation in HSV.
+"""Lesson 01: colour spaces (grey, HSV, YCrCb, CIE L*a*b*) and colour segmentation in HSV.
 
 Every function takes ``[..., 3, H, W]`` RGB floats in [0, 1] (one image or a batch) and matches
 the library named in its docstring (OpenCV or scikit-image).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_image
+from ..checks import check_images
 
 __all__ = ["rgb_to_gray", "rgb_to_hsv", "hsv_to_rgb", "rgb_to_ycrcb", "rgb_to_lab", "hsv_mask"]
 
@@ -17,8 +17,9 @@ __all__ = ["rgb_to_gray", "rgb_to_hsv", "hsv_to_rgb", "rgb_to_ycrcb", "rgb_to_la
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _rgb(x: torch.Tensor) -> torch.Tensor:
-    return check_image(x, layout="*CHW", channels=3, name="RGB image")
+def _rgb(x: torch.Tensor, what: str) -> torch.Tensor:
+    """RGB images in [0, 1], finite: a NaN would spread to every converted pixel."""
+    return check_images(x, what=what, layout="*CHW", channels=3, value_range=(0, 1))
 
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,7 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 
     x: ``[..., 3, H, W]`` float in [0, 1]  ->  ``[..., 1, H, W]`` float in [0, 1].
     """
-    weights = _rgb(x).new_tensor(_LUMA).view(3, 1, 1)
+    weights = _rgb(x, "rgb_to_gray").new_tensor(_LUMA).view(3, 1, 1)
     return (x * weights).sum(dim=-3, keepdim=True)
 
 
@@ -38,7 +39,7 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     S = chroma / V (0 for grey), V = max(R, G, B). H is 0 where the pixel is grey (chroma 0).
     (OpenCV's uint8 HSV stores H in degrees / 2, i.e. 0-179, and S, V in 0-255.)
     """
-    r, g, b = _rgb(x).unbind(dim=-3)
+    r, g, b = _rgb(x, "rgb_to_hsv").unbind(dim=-3)
     value = x.amax(dim=-3)
     chroma = value - x.amin(dim=-3)
     safe_chroma = torch.where(chroma > 0, chroma, 1.0)  # avoids 0/0; those pixels get hue 0
@@ -61,7 +62,7 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     Uses the closed form ``f(n) = V - V S clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6H) mod 6``
     with n = 5, 3, 1 for R, G, B: one vectorised expression instead of six cases.
     """
-    hue, sat, val = check_image(x, layout="*CHW", channels=3, name="HSV image").unbind(dim=-3)
+    hue, sat, val = _rgb(x, "hsv_to_rgb").unbind(dim=-3)
     n = x.new_tensor([5.0, 3.0, 1.0]).view(3, 1, 1)
     k = (n + 6 * hue.unsqueeze(-3)) % 6
     ramp = torch.minimum(k, 4 - k).clamp(0, 1)
@@ -98,7 +99,7 @@ def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
     Steps: undo the sRGB gamma (-> linear light), mix into XYZ, divide by the white point, then a
     cube root so that equal distances look about equally different to a human.
     """
-    linear = torch.where(_rgb(x) > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    linear = torch.where(_rgb(x, "rgb_to_lab") > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
     matrix = x.new_tensor(_XYZ_FROM_RGB)
     xyz = torch.einsum("ij,...jhw->...ihw", matrix, linear) / x.new_tensor(_D65_WHITE).view(3, 1, 1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856) ** (1 / 3), 7.787 * xyz + 16 / 116)

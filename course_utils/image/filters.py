@@ -1,4 +1,4 @@
-"""Filtering: classic 3x3 kernels, a depthwise convolution, Gaussian kernels and Sobel gradients.
+"""Lesson 01: filtering: classic 3x3 kernels, depthwise convolution, Gaussian kernels, Sobel.
 
 :func:`convolve` is ``F.conv2d`` with one kernel shared by every channel, with the choice between
 cross-correlation (what networks compute) and the textbook convolution (the kernel flipped).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .checks import check_image
+from ..checks import check_images
 from .colour import rgb_to_gray
 
 __all__ = ["KERNELS", "convolve", "gaussian_kernel", "sobel"]
@@ -54,7 +54,7 @@ def convolve(
         ``"reflect"`` (mirror without repeating the edge pixel, OpenCV's default
         ``BORDER_REFLECT_101``) or ``"replicate"`` (repeat the edge pixel).
     """
-    check_image(img, layout="*CHW", value_range=None, channels=None)
+    check_images(img, what="convolve", layout="*CHW")
     kernel = torch.as_tensor(kernel, dtype=img.dtype, device=img.device)
     if kernel.ndim != 2:
         raise ValueError(f"expected a 2-D kernel [kh, kw], got shape {tuple(kernel.shape)}")
@@ -106,7 +106,7 @@ def sobel(
     Borders are mirrored (``"reflect"``), like ``cv2.Sobel``'s default, so the image frame itself
     does not show up as an edge; with zero padding a bright image would get a bright outline.
     """
-    check_image(img, layout="*CHW", value_range=None)
+    check_images(img, what="sobel", layout="*CHW", channels=(1, 3))
     gray = rgb_to_gray(img) if img.shape[-3] == 3 else img
     gx = convolve(gray, KERNELS["sobel_x"], border="reflect")
     gy = convolve(gray, KERNELS["sobel_y"], border="reflect")

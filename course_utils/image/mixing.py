@@ -1,4 +1,4 @@
-"""Mixing images: MixUp and CutMix, which blend two training images and their labels alike.
+"""Lesson 01: MixUp and CutMix, which blend two training images and their labels alike.
 
 Each comes as a pair function (:func:`mixup`, :func:`cutmix`, inputs never modified) and a batch
 function that mixes a batch with a shuffled copy of itself (:func:`mixup_batch`,
@@ -12,7 +12,7 @@ import math
 import scipy.special
 import torch
 
-from .checks import check_image
+from ..checks import check_images
 
 __all__ = ["mixup", "cutmix", "cutmix_box", "mixup_batch", "cutmix_batch"]
 
@@ -26,9 +26,9 @@ def _sample_beta(alpha: float, generator: torch.Generator | None) -> float:
     return float(scipy.special.betaincinv(alpha, alpha, u))
 
 
-def _check_pair(x1, y1, x2, y2) -> None:
-    check_image(x1, layout="*CHW", value_range=None, name="x1")
-    check_image(x2, layout="*CHW", value_range=None, name="x2")
+def _check_pair(what: str, x1, y1, x2, y2) -> None:
+    check_images(x1, what=f"{what} (x1)", layout="*CHW", channels=(1, 3))
+    check_images(x2, what=f"{what} (x2)", layout="*CHW", channels=(1, 3))
     if x1.shape != x2.shape:
         raise ValueError(
             f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}"
@@ -62,7 +62,7 @@ def mixup(
     returns ``(x, y, lam)``: new tensors ``lam * x1 + (1 - lam) * x2`` (same for y); the inputs are
     never modified.
     """
-    _check_pair(x1, y1, x2, y2)
+    _check_pair("mixup", x1, y1, x2, y2)
     if lam is None:
         lam = _sample_beta(alpha, generator)
     return lam * x1 + (1 - lam) * x2, lam * y1 + (1 - lam) * y2, float(lam)
@@ -107,7 +107,7 @@ def cutmix(
     that really come from ``x1`` (after clipping), and ``y = lam * y1 + (1 - lam) * y2``.
     ``x1`` is copied before pasting: the inputs are never modified.
     """
-    _check_pair(x1, y1, x2, y2)
+    _check_pair("cutmix", x1, y1, x2, y2)
     height, width = x1.shape[-2:]
     if box is None:
         box = cutmix_box(height, width, _sample_beta(alpha, generator), generator)

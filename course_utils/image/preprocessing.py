@@ -1,5 +1,5 @@
-"""Preprocessing: normalisation with dataset statistics, training and evaluation pipelines, and
-contrast enhancement (histogram equalisation, CLAHE).
+"""Lesson 01: preprocessing: normalisation with dataset statistics, training and evaluation
+pipelines, and contrast enhancement (histogram equalisation, CLAHE).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import cv2
 import torch
 from torchvision.transforms import v2
 
-from .checks import check_image, to_numpy, to_tensor
+from ..checks import check_images
+from .conversions import to_numpy, to_tensor
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -44,7 +45,7 @@ def normalize(
 
     x: ``[..., C, H, W]`` float in [0, 1]  ->  same shape, roughly zero mean and unit variance.
     """
-    check_image(x, layout="*CHW", channels=None)
+    check_images(x, what="normalize", layout="*CHW", value_range=(0, 1))
     return (x - _stats(x, mean, "mean")) / _stats(x, std, "std")
 
 
@@ -55,7 +56,7 @@ def denormalize(
 
     x: ``[..., C, H, W]`` normalised float  ->  same shape.
     """
-    check_image(x, layout="*CHW", value_range=None, channels=None)
+    check_images(x, what="denormalize", layout="*CHW")
     return x * _stats(x, std, "std") + _stats(x, mean, "mean")
 
 
@@ -75,7 +76,7 @@ def channel_stats(
     for batch in batches:
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
-        check_image(batch, layout="BCHW", value_range=None, channels=None, name="batch")
+        check_images(batch, what="channel_stats")
         b = batch.double()
         sums, sq_sums = b.sum(dim=(0, 2, 3)), (b * b).sum(dim=(0, 2, 3))
         total = sums if total is None else total + sums
@@ -139,7 +140,7 @@ def equalize_histogram(gray: torch.Tensor) -> torch.Tensor:
     the pixels at or below ``v``: a steep part of the CDF (many pixels in few levels) gets spread
     out. Same result as ``cv2.equalizeHist`` on the uint8 image.
     """
-    check_image(gray, layout="CHW", channels=1, name="grey image")
+    check_images(gray, what="equalize_histogram", layout="CHW", channels=1, value_range=(0, 1))
     levels = (gray * 255).round().long()
     hist = torch.bincount(levels.flatten(), minlength=256)
     cdf = hist.cumsum(0)
@@ -162,7 +163,7 @@ def clahe(
     blown up) and blends neighbouring tiles bilinearly. On colour images only the lightness L of
     LAB changes, so the hues stay the same.
     """
-    check_image(img, layout="CHW")
+    check_images(img, what="clahe", layout="CHW", channels=(1, 3), value_range=(0, 1))
     array = to_numpy(img)
     equaliser = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tuple(tile_grid))
     if array.ndim == 2:

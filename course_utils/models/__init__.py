@@ -1,4 +1,4 @@
-"""CNN architectures of lesson 02, from LeNet-5 to ConvNeXt, and the tools to look inside them.
+"""Lesson 02: CNN architectures, from LeNet-5 to ConvNeXt, and the tools to look inside them.
 
 One file per family, in historical order, each adding one idea:
 
@@ -18,26 +18,25 @@ One file per family, in historical order, each adding one idea:
   network: stage widths and depths from a quantised linear rule (``RegNetStages``,
   ``REGNET_QUANTUM``).
 
-Every model checks its input with ``checks.check_input`` and says what it expected;
-``input_size`` is the [C, H, W] it was designed for. ``inspect`` holds the tools:
+Every model checks its input with :func:`course_utils.checks.check_images` and says what it
+expected;
+``input_size`` is the [C, H, W] it was designed for. ``measure`` holds the tools:
 ``count_parameters``, ``count_by_type``, ``trace_shapes`` (+ ``format_table``),
 ``receptive_field`` and ``count_flops`` (multiply-accumulates).
 """
 
 from .alexnet import *  # noqa: F403
 from .alexnet import __all__ as _alexnet
-from .checks import *  # noqa: F403
-from .checks import __all__ as _checks
 from .convnext import *  # noqa: F403
 from .convnext import __all__ as _convnext
 from .efficientnet import *  # noqa: F403
 from .efficientnet import __all__ as _efficientnet
 from .inception import *  # noqa: F403
 from .inception import __all__ as _inception
-from .inspect import *  # noqa: F403
-from .inspect import __all__ as _inspect
 from .lenet import *  # noqa: F403
 from .lenet import __all__ as _lenet
+from .measure import *  # noqa: F403
+from .measure import __all__ as _measure
 from .regnet import *  # noqa: F403
 from .regnet import __all__ as _regnet
 from .resnet import *  # noqa: F403
@@ -54,6 +53,5 @@ __all__ = [
     *_efficientnet,
     *_convnext,
     *_regnet,
-    *_inspect,
-    *_checks,
+    *_measure,
 ]

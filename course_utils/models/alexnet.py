@@ -1,4 +1,6 @@
-"""AlexNet (2012): LeNet's template at ImageNet scale -- ReLU, dropout, large convolutions, GPUs."""
+"""Lesson 02: AlexNet (2012), LeNet's template at ImageNet scale.
+
+ReLU, dropout, large convolutions, GPUs."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 
 __all__ = ["AlexNet", "TORCHVISION_ALEXNET_WIDTHS"]
 
@@ -100,12 +102,7 @@ class AlexNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(
-            x,
-            "AlexNet",
-            3,
-            size=227,
-            why="the 11x11 stride-4 first conv was designed for 227 ((227 - 11) / 4 + 1 = 55), "
-            "and the classifier for the 256x6x6 maps that follow",
-        )
+        # The 11x11 stride-4 first conv was designed for 227 ((227 - 11) / 4 + 1 = 55), and the
+        # classifier for the 256x6x6 maps that follow: any other size fails in the first Linear.
+        check_images(x, what="AlexNet", channels=3, size=227)
         return self.classifier(self.flatten(self.features(x)))

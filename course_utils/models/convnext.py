@@ -1,4 +1,4 @@
-"""ConvNeXt (2022): a ConvNet modernised with the habits of Vision Transformers.
+"""Lesson 02: ConvNeXt (2022): a ConvNet modernised with the habits of Vision Transformers.
 
 ``ConvNeXtBlock`` keeps the attribute names of the official implementation (``dwconv``, ``norm``,
 ``pwconv1``, ``pwconv2``, ``gamma``), so its weights map one for one onto the released ones and
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 from .efficientnet import StochasticDepth
 
 __all__ = ["ConvNeXtBlock"]
@@ -66,7 +66,7 @@ class ConvNeXtBlock(nn.Module):
         self.stochastic_depth = StochasticDepth(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "ConvNeXtBlock", self.dwconv.in_channels)
+        check_images(x, what="ConvNeXtBlock", channels=self.dwconv.in_channels)
         y = self.dwconv(x)  # [B, dim, H, W]: space, channel by channel
         y = y.permute(0, 2, 3, 1)  # [B, H, W, dim]: LayerNorm and Linear act on the last dim
         y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))  # channels, pixel by pixel

@@ -1,5 +1,7 @@
-"""EfficientNet (2019): depthwise separable inverted bottlenecks (MBConv) with squeeze-and-
-excitation, and compound scaling of depth, width and resolution.
+"""Lesson 02: EfficientNet (2019), inverted bottlenecks with squeeze-and-excitation, scaled.
+
+Depthwise separable inverted bottlenecks (MBConv) with squeeze-and-excitation, and compound
+scaling of depth, width and resolution.
 
 Module names, structure and initialisation identical to ``torchvision.models.efficientnet``.
 ``StochasticDepth`` (dropping whole residual branches) is shared with ``convnext``.
@@ -12,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 
 __all__ = [
     "StochasticDepth",
@@ -104,7 +106,7 @@ class SEBlock(nn.Module):
         self.scale_activation = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "SEBlock", self.channels)
+        check_images(x, what="SEBlock", channels=self.channels)
         scale = self.fc2(self.activation(self.fc1(self.avgpool(x))))
         return x * self.scale_activation(scale)
 
@@ -163,7 +165,7 @@ class MBConvBlock(nn.Module):
         self.stochastic_depth = StochasticDepth(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "MBConvBlock", self.in_channels)
+        check_images(x, what="MBConvBlock", channels=self.in_channels)
         out = self.block(x)
         if self.use_residual:
             out = self.stochastic_depth(out) + x
@@ -290,7 +292,7 @@ class EfficientNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "EfficientNet", 3)
+        check_images(x, what="EfficientNet", channels=3)
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 

@@ -1,12 +1,13 @@
-"""GoogLeNet's Inception module (2014): width instead of depth -- parallel 1x1 / 3x3 / 5x5 / pooling
-branches, made affordable by 1x1 "reduce" convolutions."""
+"""Lesson 02: GoogLeNet's Inception module (2014), width instead of depth.
+
+Parallel 1x1 / 3x3 / 5x5 / pooling branches, made affordable by 1x1 "reduce" convolutions."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 
 __all__ = ["InceptionModule"]
 
@@ -62,6 +63,6 @@ class InceptionModule(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "InceptionModule", self.in_channels)
+        check_images(x, what="InceptionModule", channels=self.in_channels)
         branches = (self.branch1, self.branch2, self.branch3, self.branch4)
         return torch.cat([branch(x) for branch in branches], dim=1)  # stack along channels

@@ -1,4 +1,6 @@
-"""LeNet-5 (1998), the template of every CNN: convolution + pooling, then fully connected layers."""
+"""Lessons 02, 13: LeNet-5 (1998), the template of every CNN.
+
+Convolution + pooling, then fully connected layers."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 
 __all__ = ["LeNet5"]
 
@@ -64,12 +66,6 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(
-            x,
-            "LeNet5",
-            self.input_size[0],
-            size=32,
-            why="three 5x5 convs and two 2x2 pools take 32 down to 1x1 "
-            "(pad 28x28 MNIST digits by 2)",
-        )
+        # Three 5x5 convs and two 2x2 pools take 32 down to 1x1 (pad 28x28 MNIST digits by 2).
+        check_images(x, what="LeNet5", channels=self.input_size[0], size=32)
         return self.classifier(self.features(x))

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .. import data
 from ..train import evaluate, fit
 from ..transfer import fine_tune, resnet_blocks
-from ..zoo import Entry, register
+from ..zoo import Entry
 from .lenet import LeNet5
 from .resnet import resnet_small
 from .vgg import MiniVGG
@@ -53,7 +53,7 @@ def train_digits_classifier(
     shuffle = torch.Generator().manual_seed(0)  # same batches every run: byte-identical weights
     train = DataLoader(TensorDataset(x_train, y_train), batch_size, shuffle=True, generator=shuffle)
     test = DataLoader(TensorDataset(x_test, y_test), batch_size=256)
-    optimizer = scheduler = None  # fit's default: AdamW at a constant lr
+    optimizer = scheduler = None  # a constant lr: a plain AdamW, built in the call below
     if cosine:
         model.to(device)  # the optimizer must hold the parameters where they will be trained
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -64,8 +64,7 @@ def train_digits_classifier(
         train,
         test,
         epochs=epochs,
-        lr=lr,
-        optimizer=optimizer,
+        optimizer=optimizer or torch.optim.AdamW(model.parameters(), lr=lr),
         scheduler=scheduler,
         device=device,
         progress=progress,
@@ -75,60 +74,24 @@ def train_digits_classifier(
     return {"metric": "test_accuracy", "value": accuracy, "history": history}
 
 
-def _register(name: str, build: Callable[[], nn.Module], description: str, **recipe) -> None:
-    """Register a digits classifier trained by :func:`train_digits_classifier` with ``recipe``."""
-    size = recipe["size"]
-    register(
-        Entry(
-            name=name,
-            build=build,
-            train=functools.partial(train_digits_classifier, **recipe),
-            recipe={"data": "digits_split(seed=0): 1,347 train / 450 test", "optimizer": "AdamW"}
-            | recipe,
-            description=description,
-            config={"in_channels": 1, "image_size": size, "input_range": [0, 1], "num_classes": 10},
-        )
+def _digits_classifier(
+    name: str, build: Callable[[], nn.Module], description: str, **hyper
+) -> Entry:
+    """The entry of a digits classifier trained by :func:`train_digits_classifier` with ``hyper``."""
+    return Entry(
+        name,
+        build,
+        train_digits_classifier,
+        hyper,
+        notes={"data": "digits_split(seed=0): 1,347 train / 450 test", "optimizer": "AdamW"},
+        description=description,
+        config={
+            "in_channels": 1,
+            "image_size": hyper["size"],
+            "input_range": [0, 1],
+            "num_classes": 10,
+        },
     )
-
-
-def _lenet5() -> nn.Module:
-    return LeNet5(num_classes=10, in_channels=1)
-
-
-def _minivgg() -> nn.Module:
-    return MiniVGG(num_classes=10, in_channels=1, widths=(32, 64, 128))  # 3 VGG blocks + GAP
-
-
-def _resnet_small() -> nn.Module:
-    return resnet_small(num_classes=10, in_channels=1)
-
-
-_register(
-    "lenet5_digits",
-    _lenet5,
-    "LeNet-5 on the embedded digits resized to 32x32 (lessons 00 and 02)",
-    size=32,
-    epochs=40,
-    lr=3e-3,
-)
-_register(
-    "minivgg_digits",
-    _minivgg,
-    "MiniVGG (3 VGG blocks, global average pooling) on the digits resized to 16x16 (lesson 02)",
-    size=16,
-    epochs=30,
-    lr=3e-3,
-    cosine=True,
-)
-_register(
-    "resnet_small_digits",
-    _resnet_small,
-    "A small ResNet (3 stages of one basic block) on the digits resized to 16x16 (lesson 02)",
-    size=16,
-    epochs=30,
-    lr=3e-3,
-    cosine=True,
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,30 +134,49 @@ def train_source_digits(
     return {"metric": "accuracy", "value": result["accuracy"]}
 
 
-def _resnet_source() -> nn.Module:
-    return resnet_small(num_classes=10, in_channels=3)
-
-
-_SOURCE_RECIPE = {
-    "images": {"size": 32, "background": "plain", "seed": 0},
-    "train_images": 4000,
-    "test_images": 500,
-    "epochs": 8,
-    "lr": 3e-3,
-    "batch_size": 32,
-}
-register(
+#: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
+CHECKPOINTS = (
+    _digits_classifier(
+        "lenet5_digits",
+        functools.partial(LeNet5, num_classes=10, in_channels=1),
+        "LeNet-5 on the embedded digits resized to 32x32 (lessons 00 and 02)",
+        size=32,
+        epochs=40,
+        lr=3e-3,
+    ),
+    _digits_classifier(
+        "minivgg_digits",
+        functools.partial(MiniVGG, num_classes=10, in_channels=1, widths=(32, 64, 128)),
+        "MiniVGG (3 VGG blocks, global average pooling) on the digits resized to 16x16 (lesson 02)",
+        size=16,
+        epochs=30,
+        lr=3e-3,
+        cosine=True,
+    ),
+    _digits_classifier(
+        "resnet_small_digits",
+        functools.partial(resnet_small, num_classes=10, in_channels=1),
+        "A small ResNet (3 stages of one basic block) on the digits resized to 16x16 (lesson 02)",
+        size=16,
+        epochs=30,
+        lr=3e-3,
+        cosine=True,
+    ),
     Entry(
-        name="resnet_source_digits",
-        build=_resnet_source,
-        train=functools.partial(train_source_digits, **_SOURCE_RECIPE),
-        recipe={
-            "model": "resnet_small(num_classes=10, in_channels=3), widths (16, 32, 64)",
-            "optimizer": "AdamW(weight_decay=1e-4), warm-up 10 % + cosine (transfer.fine_tune)",
-            "threads": 1,
-        }
-        | _SOURCE_RECIPE,
+        "resnet_source_digits",
+        functools.partial(resnet_small, num_classes=10, in_channels=3),
+        train_source_digits,
+        {
+            "images": {"size": 32, "background": "plain", "seed": 0},
+            "train_images": 4000,
+            "test_images": 500,
+            "epochs": 8,
+            "lr": 3e-3,
+            "batch_size": 32,
+        },
+        notes={"optimizer": "AdamW(weight_decay=1e-4), warm-up 10 % + cosine (transfer.fine_tune)"},
+        architecture=", widths (16, 32, 64)",
         description="Source model for transfer learning: coloured digits on plain backgrounds (lesson 05)",
         config={"in_channels": 3, "image_size": 32, "input_range": [0, 1], "num_classes": 10},
-    )
+    ),
 )

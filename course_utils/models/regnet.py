@@ -1,4 +1,4 @@
-"""RegNet (Radosavovic et al., 2020): a whole family of networks described by a few numbers.
+"""Lesson 02: RegNet (Radosavovic et al., 2020): a whole family of networks from a few numbers.
 
 "Designing Network Design Spaces" did not search for one network but for a *rule*. Every RegNet
 is a stem, a sequence of stages of identical residual bottleneck blocks (1x1 conv, grouped 3x3

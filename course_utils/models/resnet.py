@@ -1,4 +1,4 @@
-"""ResNet (2015): skip connections, so that very deep networks train.
+"""Lessons 02, 05, 06: ResNet (2015): skip connections, so that very deep networks train.
 
 Basic and bottleneck residual blocks, the ResNet stem + stages, ``resnet18/34/50/101`` (module
 names, structure and initialisation identical to ``torchvision.models.resnet``, so they load its
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 
 __all__ = [
     "ResidualBlock",
@@ -62,7 +62,7 @@ class ResidualBlock(nn.Module):
         self.downsample = _shortcut(in_channels, channels * self.expansion, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, type(self).__name__, self.in_channels)
+        check_images(x, what=type(self).__name__, channels=self.in_channels)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.downsample(x))
@@ -98,7 +98,7 @@ class BottleneckBlock(nn.Module):
         self.downsample = _shortcut(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, type(self).__name__, self.in_channels)
+        check_images(x, what=type(self).__name__, channels=self.in_channels)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -181,7 +181,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "ResNet", self.conv1.in_channels)
+        check_images(x, what="ResNet", channels=self.conv1.in_channels)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)

@@ -1,5 +1,6 @@
-"""VGG (2014): depth from stacks of 3x3 convolutions -- ``VGGBlock``, ``VGG16``, and ``MiniVGG``,
-the small VGG-style network the course trains on digits.
+"""Lessons 02, 06, 13: VGG (2014), depth from stacks of 3x3 convolutions.
+
+``VGGBlock``, ``VGG16``, and ``MiniVGG``, the small VGG-style network the course trains on digits.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_input
+from ..checks import check_images
 
 __all__ = ["VGGBlock", "VGG16", "MiniVGG"]
 
@@ -49,7 +50,7 @@ class VGGBlock(nn.Sequential):
         self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "VGGBlock", self.in_channels)
+        check_images(x, what="VGGBlock", channels=self.in_channels)
         return super().forward(x)
 
 
@@ -122,13 +123,8 @@ class VGG16(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(
-            x,
-            "VGG16",
-            3,
-            size=224,
-            why="five 2x2 max-pools take 224 to 7, and the first Linear layer is sized for 512x7x7",
-        )
+        # Five 2x2 max-pools take 224 to 7, and the first Linear layer is sized for 512x7x7.
+        check_images(x, what="VGG16", channels=3, size=224)
         return self.classifier(self.features(x))  # [B, 512, 7, 7] -> [B, num_classes]
 
 
@@ -172,5 +168,5 @@ class MiniVGG(nn.Module):
         self._min_size = 2 ** (len(widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, "MiniVGG", self.input_size[0], min_size=self._min_size)
+        check_images(x, what="MiniVGG", channels=self.input_size[0], min_size=self._min_size)
         return self.classifier(self.flatten(self.pool(self.features(x))))

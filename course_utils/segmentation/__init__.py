@@ -1,4 +1,4 @@
-"""Semantic, instance and panoptic segmentation (lesson 04): metrics, losses, models, fusion.
+"""Lesson 04: semantic, instance and panoptic segmentation: metrics, losses, models, fusion.
 
 Segmentation classifies every pixel. A model maps an image [B, C, H, W] to logits
 [B, K, H, W], one score per class and pixel; ``logits.argmax(1)`` is the label map [B, H, W]

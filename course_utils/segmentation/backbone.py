@@ -1,4 +1,5 @@
-"""The encoder shared by FCN and DeepLab: ``AtrousConv`` blocks in a small ``TinyBackbone``.
+"""Lesson 04: The encoder shared by FCN and DeepLab: ``AtrousConv`` blocks in a small
+``TinyBackbone``.
 
 A segmentation backbone is a classification CNN without its classifier: it returns feature
 maps at several strides (4, 8, 16, 32), fine ones that know *where* and coarse ones that know
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_images
+from ..checks import check_images
 
 __all__ = ["AtrousConv", "TinyBackbone"]
 
@@ -68,7 +69,7 @@ class TinyBackbone(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_images(x, self.in_channels, "TinyBackbone")
+        check_images(x, what="TinyBackbone", channels=self.in_channels)
         x = self.stem(x)
         features = []
         for stage in self.stages:

@@ -1,5 +1,5 @@
-"""DeepLab v3+ (Chen et al., 2018): atrous spatial pyramid pooling for context, a light decoder
-for sharp edges.
+"""Lesson 04: DeepLab v3+ (Chen et al., 2018): atrous spatial pyramid pooling for context, a light
+decoder for sharp edges.
 
 ``ASPP`` looks at every position through atrous convolutions of several rates side by side
 (small and large objects both find a branch of their size) plus one whole-image branch;
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_images
 from .backbone import AtrousConv, TinyBackbone
-from .checks import check_images
 
 __all__ = ["ASPP", "DeepLabV3Plus"]
 
@@ -51,7 +51,7 @@ class ASPP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.in_channels, "ASPP")
+        check_images(x, what="ASPP", channels=self.in_channels)
         features = [branch(x) for branch in self.branches]
         features.append(self.image_pool(x).expand(-1, -1, *x.shape[-2:]))
         return self.project(torch.cat(features, dim=1))

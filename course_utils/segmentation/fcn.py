@@ -1,4 +1,4 @@
-"""FCN-8s (Long et al., 2015): the first fully convolutional segmenter.
+"""Lesson 04: FCN-8s (Long et al., 2015): the first fully convolutional segmenter.
 
 Replace a classifier's last layers by 1x1 convolutions and it scores every position of its
 coarsest feature map; upsample those scores to the image and it segments. Adding the scores of

@@ -1,5 +1,5 @@
-"""Instance segmentation, Mask R-CNN's way: a detector finds the boxes, a mask head draws the
-object inside each one.
+"""Lesson 04: Instance segmentation, Mask R-CNN's way: a detector finds the boxes, a mask head draws
+the object inside each one.
 
 Semantic segmentation says *which class* every pixel is; instance segmentation also says *which
 object*: two touching digits of the same class are two masks. ``MaskHead`` predicts a small
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from .checks import check_images
+from ..checks import check_finite, check_images, check_labels, check_lengths, check_num_classes
 
 __all__ = ["MaskHead", "mask_targets", "mask_loss", "paste_masks", "InstanceSegmenter"]
 
@@ -34,6 +34,7 @@ class MaskHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, hidden: int = 256, num_convs: int = 4):
         super().__init__()
+        check_num_classes(num_classes, what=type(self).__name__)
         self.in_channels = in_channels
         layers = []
         for i in range(num_convs):
@@ -48,7 +49,7 @@ class MaskHead(nn.Module):
         self.predictor = nn.Conv2d(hidden, num_classes, 1)
 
     def forward(self, rois: torch.Tensor) -> torch.Tensor:
-        check_images(rois, self.in_channels, "MaskHead")
+        check_images(rois, what="MaskHead", channels=self.in_channels)
         return self.predictor(self.upsample(self.convs(rois)))
 
 
@@ -81,6 +82,9 @@ def mask_loss(
     """
     if len(mask_logits) == 0:
         return mask_logits.sum() * 0.0  # no object in the batch: a zero that keeps the graph
+    check_lengths("mask_loss", mask_logits=mask_logits, labels=labels, targets=targets)
+    check_finite(mask_logits, what="mask_loss")  # one NaN logit would make the whole loss NaN
+    check_labels(labels, what="mask_loss", num_classes=mask_logits.shape[1], first=1)
     own = mask_logits[torch.arange(len(labels)), labels.long() - 1]  # [R, S, S]
     return F.binary_cross_entropy_with_logits(own, targets)
 

@@ -1,4 +1,5 @@
-"""Losses for semantic segmentation, all taking logits [B, K, H, W] and targets [B, H, W].
+"""Lesson 04: Losses for semantic segmentation, all taking logits [B, K, H, W] and targets [B, H,
+W].
 
 Per-pixel cross-entropy treats every pixel alike, so a small object drowns in its background.
 ``DiceLoss`` (overlap of soft masks) is insensitive to that imbalance, ``FocalLossSegmentation``
@@ -13,15 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_finite, check_labels
 from ..detection.losses import FocalLoss
-from .checks import valid_pixels
+from .pixels import valid_pixels
 
 __all__ = ["DiceLoss", "FocalLossSegmentation", "CombinedSegmentationLoss", "BoundaryLoss"]
 
 
-def _check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None):
+def _check_logits_target(
+    what: str, logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
+) -> torch.Tensor:
     """Validate logits [B, K, H, W] against target [B, H, W]; return the mask [B, H, W] of the
-    pixels that count."""
+    pixels that count. NaN logits are refused: the loss would be NaN and train nothing."""
+    check_finite(logits, what=what)
+    check_finite(target, what=what)
     if logits.dim() != 4 or not logits.is_floating_point():
         raise ValueError(
             f"expected float logits [B, K, H, W], got {logits.dtype} {tuple(logits.shape)}"
@@ -32,13 +38,9 @@ def _check_logits_target(logits: torch.Tensor, target: torch.Tensor, ignore_inde
             f"got {target.dtype} {tuple(target.shape)}"
         )
     valid = valid_pixels(target, ignore_index)
-    labels = target[valid]
-    num_classes = logits.shape[1]
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"target labels must lie in [0, {num_classes}) outside ignore_index={ignore_index}, "
-            f"got values in [{labels.min().item()}, {labels.max().item()}]"
-        )
+    check_labels(
+        target[valid], what=f"{what} (ignore_index={ignore_index})", num_classes=logits.shape[1]
+    )
     return valid
 
 
@@ -81,7 +83,7 @@ class DiceLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits [B, K, H, W], target [B, H, W] -> scalar loss in [0, 1]."""
-        valid = _check_logits_target(logits, target, self.ignore_index)
+        valid = _check_logits_target(type(self).__name__, logits, target, self.ignore_index)
         probs = logits.softmax(dim=1) * valid.unsqueeze(1)
         one_hot = _valid_one_hot(target, valid, logits.shape[1])
         return _soft_dice_loss(probs, one_hot, self.smooth)
@@ -108,7 +110,7 @@ class FocalLossSegmentation(FocalLoss):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits [B, K, H, W], target [B, H, W] -> scalar loss."""
-        _check_logits_target(logits, target, self.ignore_index)
+        _check_logits_target(type(self).__name__, logits, target, self.ignore_index)
         return super().forward(logits, target)
 
 
@@ -129,7 +131,7 @@ class CombinedSegmentationLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits [B, K, H, W], target [B, H, W] -> scalar loss."""
-        valid = _check_logits_target(logits, target, self.ignore_index)
+        valid = _check_logits_target(type(self).__name__, logits, target, self.ignore_index)
         if valid.any():
             ignore = self.ignore_index if self.ignore_index is not None else -100
             ce = F.cross_entropy(logits, target.long(), ignore_index=ignore)
@@ -165,7 +167,7 @@ class BoundaryLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits [B, K, H, W], target [B, H, W] -> scalar loss in [0, 1]."""
-        valid = _check_logits_target(logits, target, self.ignore_index)
+        valid = _check_logits_target(type(self).__name__, logits, target, self.ignore_index)
         # Erode the valid mask: a pixel counts only if no ignored pixel lies in its 3x3 window.
         # Outside the image counts as valid (padding with -inf leaves the window's min unchanged).
         inner = -F.max_pool2d(-valid[:, None].float(), 3, stride=1, padding=1)

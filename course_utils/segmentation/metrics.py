@@ -1,4 +1,4 @@
-"""Scoring a semantic segmentation: confusion matrix, pixel accuracy and mean IoU.
+"""Lesson 04: Scoring a semantic segmentation: confusion matrix, pixel accuracy and mean IoU.
 
 A model's prediction is compared pixel by pixel with the target label map [N, H, W] (int64).
 Pixels equal to ``ignore_index`` (object borders in PASCAL VOC, unlabelled regions in
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import valid_pixels
+from .pixels import valid_pixels
 
 __all__ = ["confusion_matrix", "pixel_accuracy", "mean_iou"]
 

@@ -1,4 +1,5 @@
-"""Panoptic segmentation: one map in which every pixel has a class and, for objects, an instance.
+"""Lesson 04: Panoptic segmentation: one map in which every pixel has a class and, for objects, an
+instance.
 
 *Things* (countable objects: people, cars, digits) come from instance masks, *stuff* (amorphous
 regions: sky, road, background) from a semantic map; ``panoptic_fusion`` merges the two.

@@ -15,7 +15,7 @@ from ..data import digit_scenes, scene_masks
 from ..detection.detector import detect, train_detector
 from ..detection.metrics import mean_average_precision
 from ..detection.recipes import DIGIT_SCENES, SCENE_CONFIG, build_centernet_digits
-from ..zoo import Entry, load, register
+from ..zoo import Entry, load
 from .instance import InstanceSegmenter
 from .segmenter import evaluate_segmenter, train_segmenter
 from .unet import UNet
@@ -99,61 +99,49 @@ def train_instance_digits(
     }
 
 
-def _unet_digits() -> nn.Module:
-    return UNet(in_channels=3, num_classes=11, base=16, depth=3)
-
-
 def _instance_digits() -> nn.Module:
+    """The shipped detector's architecture with a mask head on its stride-4 features."""
     return InstanceSegmenter(build_centernet_digits())
 
 
-_SEGMENTER_RECIPE = {
-    "scenes": DIGIT_SCENES,
-    "train_scenes": 2000,
-    "test_scenes": 200,
-    "epochs": 20,
-    "lr": 3e-3,
-    "batch_size": 32,
-}
-register(
+#: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
+CHECKPOINTS = (
     Entry(
-        name="unet_digit_scenes",
-        build=_unet_digits,
-        train=functools.partial(train_segmenter_digits, **_SEGMENTER_RECIPE),
-        recipe={
-            "model": "UNet(in_channels=3, num_classes=11, base=16, depth=3, bilinear=True)",
+        "unet_digit_scenes",
+        functools.partial(UNet, in_channels=3, num_classes=11, base=16, depth=3, bilinear=True),
+        train_segmenter_digits,
+        {
+            "scenes": DIGIT_SCENES,
+            "train_scenes": 2000,
+            "test_scenes": 200,
+            "epochs": 20,
+            "lr": 3e-3,
+            "batch_size": 32,
+        },
+        notes={
             "loss": "CombinedSegmentationLoss (cross-entropy + dice)",
             "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.2)",
-            "threads": 1,
-        }
-        | _SEGMENTER_RECIPE,
+        },
         description="U-Net semantic segmenter of 96x96 digit scenes, 11 classes (lesson 04)",
         config=SCENE_CONFIG | {"num_classes": 11, "labels": "0 background, digit + 1"},
-    )
-)
-
-_INSTANCE_RECIPE = {
-    "scenes": DIGIT_SCENES,
-    "train_scenes": 1600,
-    "test_scenes": 200,
-    "epochs": 12,
-    "lr": 3e-3,
-    "batch_size": 32,
-}
-register(
+    ),
     Entry(
-        name="instance_digit_scenes",
-        build=_instance_digits,
-        train=functools.partial(train_instance_digits, **_INSTANCE_RECIPE),
-        recipe={
-            "model": "InstanceSegmenter(CenterNet(num_classes=10), hidden=64, num_convs=4, "
-            "roi_size=14): detector_digits (frozen) + MaskHead on its stride-4 features",
-            "optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10",
-            "threads": 1,
-        }
-        | _INSTANCE_RECIPE,
+        "instance_digit_scenes",
+        _instance_digits,
+        train_instance_digits,
+        {
+            "scenes": DIGIT_SCENES,
+            "train_scenes": 1600,
+            "test_scenes": 200,
+            "epochs": 12,
+            "lr": 3e-3,
+            "batch_size": 32,
+        },
+        notes={"optimizer": "AdamW(weight_decay=1e-4), OneCycleLR(pct_start=0.15), grad_clip=10"},
+        architecture="InstanceSegmenter(CenterNet(num_classes=10), hidden=64, num_convs=4, "
+        "roi_size=14): detector_digits (frozen) + MaskHead on its stride-4 features",
         description="detector_digits + a Mask R-CNN mask head: digit instance masks (lesson 04)",
         needs=("detector_digits",),
         config=SCENE_CONFIG,
-    )
+    ),
 )

@@ -1,4 +1,5 @@
-"""Training and evaluating a semantic segmenter on the digit scenes, lesson 04's benchmark.
+"""Lesson 04: Training and evaluating a semantic segmenter on the digit scenes, lesson 04's
+benchmark.
 
 Any model [B, 3, H, W] -> logits [B, K, H, W] will do. The training pairs come from
 :func:`~course_utils.data.scene_masks` (re-exported here), ``(image, mask)`` with 0 for the
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..checks import check_images
 from ..data import scene_masks
 from ..train import fit_one_cycle, predict
 from .losses import CombinedSegmentationLoss
@@ -61,6 +63,8 @@ def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> tor
     The model is given back in the mode it came in (``predict`` does that): scoring it in the
     middle of a training loop must not leave its batch norms frozen for the steps that follow.
     """
+    # The course's segmenters learned scenes in [0, 1]: [0, 255] images give blank maps silently.
+    check_images(images, what="segment", value_range=(0.0, 1.0))
     device = next(model.parameters()).device
     return predict(model, images, device=device, batch_size=batch_size).argmax(1)
 

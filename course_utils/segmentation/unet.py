@@ -1,4 +1,5 @@
-"""U-Net (Ronneberger et al., 2015): an encoder-decoder whose skip connections restore detail.
+"""Lesson 04: U-Net (Ronneberger et al., 2015): an encoder-decoder whose skip connections restore
+detail.
 
 The encoder halves the resolution step by step and widens the features; the decoder upsamples
 them back and, at every resolution, concatenates the encoder's features of that size (the
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_images
+from ..checks import check_images
 
 __all__ = ["DoubleConv", "UpBlock", "MiniUNet", "UNet"]
 
@@ -89,11 +90,7 @@ class MiniUNet(nn.Module):
         self.head = nn.Conv2d(base, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.in_channels, "MiniUNet")
-        if min(x.shape[-2:]) < 4:
-            raise ValueError(
-                f"MiniUNet pools twice: H and W must be at least 4, got {tuple(x.shape[-2:])}"
-            )
+        check_images(x, what="MiniUNet", channels=self.in_channels, min_size=4)  # pools twice
         s1 = self.enc1(x)  # [B, base, H, W]
         s2 = self.enc2(F.max_pool2d(s1, 2))  # [B, 2 base, H/2, W/2]
         x = self.bottleneck(F.max_pool2d(s2, 2))  # [B, 4 base, H/4, W/4]
@@ -134,12 +131,8 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(base, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.in_channels, "UNet")
-        if min(x.shape[-2:]) < 2**self.depth:
-            raise ValueError(
-                f"UNet of depth {self.depth} pools {self.depth} times: H and W must be at least "
-                f"{2**self.depth}, got {tuple(x.shape[-2:])}"
-            )
+        # ``depth`` poolings halve H and W ``depth`` times
+        check_images(x, what="UNet", channels=self.in_channels, min_size=2**self.depth)
         skips = []
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else F.max_pool2d(x, 2))

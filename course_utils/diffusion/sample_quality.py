@@ -1,4 +1,4 @@
-"""How good are generated digits? Three measurements that need no download.
+"""Lessons 07-11: how good are generated digits? Three measurements that need no download.
 
 Generative models are judged on two things that pull against each other: *fidelity* (does each
 sample look like a real image of the class it was asked for?) and *diversity* (do the samples
@@ -26,13 +26,23 @@ All functions take images in [0, 1] (diffusion samples live in [-1, 1]: pass ``t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy import linalg
 from torch import nn
 
-from . import zoo
-from .features import extract_features
+from .. import zoo
+from ..checks import (
+    check_finite,
+    check_images,
+    check_labels,
+    check_signed_images,
+    check_trained_input,
+)
+from ..features import extract_features
+from ..train import evaluating
 
 __all__ = [
     "to01",
@@ -49,19 +59,27 @@ __all__ = [
 def to01(x: torch.Tensor) -> torch.Tensor:
     """Samples in the models' space [-1, 1] -> images in [0, 1], clipped, on the CPU: what the
     functions below, ``plt.imshow`` and ``make_grid`` take. Diffusion and flow samples can
-    overshoot [-1, 1] slightly; clipping is what saving them as an image would do anyway."""
+    overshoot [-1, 1] slightly; clipping is what saving them as an image would do anyway.
+
+    Refuses images already in [0, 1] (a batch with no negative value) and uint8 pixels: converted
+    again, their black would turn mid-grey without a word."""
+    _check_samples(x, "to01")
     return ((x.detach() + 1) / 2).clamp(0, 1).cpu()
 
 
-def _check_unit_range(images: torch.Tensor, name: str = "images") -> None:
-    if images.dim() != 4:
-        raise ValueError(f"{name} must be [N, C, H, W], got shape {tuple(images.shape)}")
-    low, high = images.min().item(), images.max().item()
-    if low < -1e-4 or high > 1 + 1e-4:
-        raise ValueError(
-            f"{name} must lie in [0, 1], found values in [{low:.3f}, {high:.3f}]; diffusion "
-            "samples are in [-1, 1]: pass to01(x) = ((x + 1) / 2).clamp(0, 1)"
-        )
+def _check_samples(x: torch.Tensor, what: str) -> None:
+    """Samples in [-1, 1]: float, finite, and (a batch) with some negative value. Overshoot
+    beyond [-1, 1] is fine, :func:`to01` clips it: only what lies inside is checked."""
+    check_finite(x, what=what)  # a tensor (NumPy arrays and lists get the fix), no NaN
+    if x.dim() not in (3, 4):  # e.g. a stack of batches: float and finite is all we can say
+        return
+    check_images(x, what=what, layout="*CHW")  # uint8, NaN, inf
+    if x.dim() == 4:
+        check_signed_images(x.detach().clamp(-1, 1), what=what)
+
+
+def _check_unit_range(images: torch.Tensor, what: str) -> None:
+    check_images(images, what=what, value_range=(0, 1))
 
 
 def load_judge(device: torch.device | str | None = None) -> nn.Module:
@@ -79,16 +97,15 @@ def recognition_accuracy(
     With ``per_class=True`` also returns the accuracy of each class, [num_classes] (NaN for a
     class with no image), which shows *which* digits a generator struggles with.
     """
-    _check_unit_range(images)
-    if labels.shape != images.shape[:1]:
-        raise ValueError(f"need one label per image, got {tuple(labels.shape)} for {len(images)}")
+    _check_unit_range(images, "recognition_accuracy")
+    check_trained_input(judge, images, what="recognition_accuracy")
+    check_labels(labels, what="recognition_accuracy", length=len(images))
     device = next(judge.parameters()).device
-    was_training = judge.training
-    judge.eval()
-    try:
-        predicted = torch.cat([judge(b.to(device)).argmax(1).cpu() for b in images.split(500)])
-    finally:
-        judge.train(was_training)
+    with evaluating(judge):
+        logits = torch.cat([judge(b.to(device)).cpu() for b in images.split(500)])
+    # a label the judge has no class for would count as a miss without a word
+    check_labels(labels, what="recognition_accuracy", num_classes=logits.shape[1])
+    predicted = logits.argmax(1)
     correct = (predicted == labels.cpu()).float()
     if not per_class:
         return correct.mean().item()
@@ -105,12 +122,10 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     On the features of an Inception network this is the FID of image generation. Lower is better;
     0 means the same mean and covariance. It needs clearly more samples than dimensions to be
     reliable, and it is biased upwards for small N: compare distances computed on equal N only.
+    Fewer samples than dimensions give a warning (the covariance is then singular), one sample
+    an error (it has no covariance).
     """
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"expected features [N, D] and [M, D] with the same D, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
-        )
+    _check_features(a, b)
     a, b = a.double().cpu().numpy(), b.double().cpu().numpy()
     mu = a.mean(0) - b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
@@ -119,11 +134,36 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(mu @ mu + np.trace(cov_a + cov_b - 2 * root.real))
 
 
+def _check_features(a: torch.Tensor, b: torch.Tensor) -> None:
+    for name, x in (("a", a), ("b", b)):
+        check_finite(x, what=f"frechet_distance ({name})")
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"frechet_distance takes features [N, D] and [M, D] with the same D, got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}: extract both with the same network"
+        )
+    n, dims = min(len(a), len(b)), a.shape[1]
+    if n < 2:
+        raise ValueError(
+            f"frechet_distance needs at least 2 samples per set to estimate a covariance, got "
+            f"{len(a)} and {len(b)}"
+        )
+    if n < dims:
+        warnings.warn(
+            f"frechet_distance on {n} samples of {dims} features: with fewer samples than "
+            "dimensions the covariance is singular and the distance biased upwards; compare "
+            "only distances computed on the same number of samples",
+            stacklevel=3,
+        )
+
+
 def judge_distance(judge: nn.Module, real: torch.Tensor, generated: torch.Tensor) -> float:
     """:func:`frechet_distance` between the judge's penultimate features of ``real`` and of
     ``generated`` images (both [N, C, H, W] in [0, 1]): the course's FID."""
-    _check_unit_range(real, "real")
-    _check_unit_range(generated, "generated")
+    _check_unit_range(real, "judge_distance (real)")
+    _check_unit_range(generated, "judge_distance (generated)")
+    check_trained_input(judge, real, what="judge_distance (real)")
+    check_trained_input(judge, generated, what="judge_distance (generated)")
     return frechet_distance(extract_features(judge, real), extract_features(judge, generated))
 
 
@@ -138,16 +178,11 @@ def sample_scores(
     in [0, 1] (the test digits). The samples go through :func:`to01` first, so a sampler that
     overshoots [-1, 1], even wildly, is still scored -- on the images it would save.
     """
-    _check_unit_range(reference, "reference")
+    _check_unit_range(reference, "sample_scores (reference)")
     # Samples from [-1, 1] always reach well below 0 (a digit's background is -1); a batch with
     # nothing below 0 has almost certainly been converted to [0, 1] already, and to01 would turn
     # its black background into mid-grey without a word.
-    if samples.min() >= 0:
-        raise ValueError(
-            "samples must be in the models' range [-1, 1] (sample_scores applies to01 itself), "
-            "but none is below 0: they look like images already in [0, 1]; pass the sampler's "
-            "output, or x * 2 - 1"
-        )
+    _check_samples(samples, "sample_scores")
     images = to01(samples)
     return {
         "recognised": recognition_accuracy(judge, images, labels),
@@ -190,7 +225,7 @@ def memorisation(
     above ``quantile`` means memorisation.
     """
     for images, name in ((generated, "generated"), (train, "train"), (held_out, "held_out")):
-        _check_unit_range(images, name)
+        _check_unit_range(images, f"memorisation ({name})")
     nearest, gen_dist = nearest_images(generated, train)
     _, real_dist = nearest_images(held_out, train)
     threshold = torch.quantile(real_dist, quantile).item()

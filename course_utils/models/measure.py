@@ -1,5 +1,6 @@
-"""Looking inside a model: parameters (in total and per layer type), the shape of every layer's
-output, receptive fields, and multiply-accumulates -- measured on the model, not copied from papers.
+"""Lesson 02: measuring a model -- parameters (in total and per layer type), the shape of every
+layer's output, receptive fields, and multiply-accumulates, measured on the model rather than copied
+from papers (and ``format_table`` to print the rows).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from ..train import evaluating
 
 __all__ = [
     "count_parameters",
@@ -56,20 +59,16 @@ def _run_with_hooks(
     if not isinstance(example, torch.Tensor):
         param = next(model.parameters(), None)
         example = torch.zeros(tuple(example), device=param.device if param is not None else "cpu")
-    modes = {m: m.training for m in model.modules()}
     handles = [
         m.register_forward_hook(lambda mod, inp, out, name=name: hook(name, mod, out))
         for name, m in modules
     ]
-    try:
-        model.eval()  # BatchNorm must not update its statistics (and works on a batch of 1)
-        with torch.no_grad():
+    try:  # eval: BatchNorm must not update its statistics (and works on a batch of 1)
+        with evaluating(model), torch.no_grad():
             model(example)
     finally:
         for handle in handles:
             handle.remove()
-        for m, training in modes.items():
-            m.training = training
 
 
 def _shape(output: object) -> tuple | None:

@@ -1,4 +1,4 @@
-"""A small variational autoencoder: the first stage of latent diffusion.
+"""Lesson 09: a small variational autoencoder, the first stage of latent diffusion.
 
 Latent diffusion (Rombach et al., 2022) splits generation in two. An autoencoder, trained once,
 compresses images by a spatial factor f into a latent tensor that keeps what the eye cares about
@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diffusion.training import seeded_loader
-from .inputs import check_images
-from .train import fit
+from ..checks import check_finite, check_images, check_signed_images
+from ..train import evaluating, fit
+from .training import seeded_loader
 
 __all__ = ["VAE", "kl_divergence", "vae_loss", "train_vae", "latent_scale"]
 
@@ -58,6 +58,7 @@ class VAE(nn.Module):
         if base % 8:
             raise ValueError(f"base must be a multiple of 8 (GroupNorm with 8 groups), got {base}")
         self.factor = 2**downsamples
+        self.in_channels = in_channels
         self.latent_channels = latent_channels
         widths = [base * 2**i for i in range(downsamples + 1)]  # e.g. 32, 64, 128
         encoder = [_block(in_channels, widths[0])]
@@ -71,16 +72,15 @@ class VAE(nn.Module):
         self.decoder = nn.Sequential(*decoder, nn.Conv2d(widths[0], in_channels, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, H, W] -> (μ, log σ²), each [B, latent_channels, H/f, W/f]."""
-        if x.shape[-2] % self.factor or x.shape[-1] % self.factor:
-            raise ValueError(
-                f"height and width must be divisible by {self.factor}, got {tuple(x.shape[-2:])}"
-            )
+        """x [B, C, H, W] in [-1, 1] -> (μ, log σ²), each [B, latent_channels, H/f, W/f]."""
+        check_images(x, what="VAE.encode", channels=self.in_channels, multiple_of=self.factor)
+        check_signed_images(x, what="VAE.encode")
         mean, logvar = self.to_moments(self.encoder(x)).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)  # keeps exp() finite early in training
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, latent_channels, h, w] -> x̂ [B, C, h f, w f] (not clipped)."""
+        check_images(z, what="VAE.decode", channels=self.latent_channels)
         return self.decoder(z)
 
     def forward(
@@ -98,6 +98,13 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
     In closed form per entry: ½ (μ² + σ² - 1 - log σ²), zero exactly when μ = 0 and σ = 1.
     """
+    check_finite(mean, what="kl_divergence (mean)")
+    check_finite(logvar, what="kl_divergence (logvar)")
+    if mean.shape != logvar.shape or mean.dim() < 2:
+        raise ValueError(
+            f"kl_divergence takes mean and logvar of the same shape [B, ...], got "
+            f"{tuple(mean.shape)} and {tuple(logvar.shape)}: pass both halves of VAE.encode(x)"
+        )
     return 0.5 * (mean**2 + logvar.exp() - 1 - logvar).flatten(1).sum(dim=1)
 
 
@@ -151,10 +158,6 @@ def latent_scale(model: VAE, images: torch.Tensor) -> float:
     before diffusion (and divide before decoding) so that they have unit variance, the scale the
     noise schedule assumes."""
     check_images(images, what="latent_scale", value_range=(0, 1))  # it maps them to [-1, 1] itself
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         mean, _ = model.encode(images.to(next(model.parameters()).device) * 2 - 1)
-    finally:
-        model.train(was_training)
     return 1.0 / mean.std().item()
