@@ -194,8 +194,8 @@ def check_num_classes(num_classes, *, what: str) -> int:
     would build, return empty predictions and train nothing); return it unchanged."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(
-            f"{what} needs num_classes >= 1 (the object classes, without the background), "
-            f"got {num_classes!r}"
+            f"{what} needs num_classes >= 1 (the classes it predicts; a detector's count leaves "
+            f"out the background), got {num_classes!r}"
         )
     return num_classes
 

@@ -779,7 +779,12 @@ def adapt(source=(GREY, Y), target=GREY):
 
 
 TRANSFER_CASES = [
-    ("replace_head 0 classes", lambda: replace_head(resnet_small(), 0), ValueError, r"positive"),
+    (
+        "replace_head 0 classes",
+        lambda: replace_head(resnet_small(), 0),
+        ValueError,
+        r"num_classes >= 1",
+    ),
     ("DANN 0 classes", lambda: DANN(torch.nn.Flatten(), 4, 0), ValueError, r"must be positive"),
     ("warmup_cosine warm-up > total", lambda: warmup_cosine(0, 10, 20), ValueError, r"fit in"),
     ("warmup_cosine total 0", lambda: warmup_cosine(0, 0), ValueError, r"positive number"),

@@ -367,7 +367,7 @@ def test_adapt_batch_norm_recomputes_the_statistics_on_the_target():
 
 def test_bad_arguments_are_refused_with_the_fix():
     model, blocks = model_and_blocks()
-    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+    with pytest.raises(ValueError, match=r"replace_head needs num_classes >= 1"):
         replace_head(model, 0)
     with pytest.raises(ValueError, match="warm-up of 20 steps does not fit in a schedule of 10"):
         warmup_cosine(0, 10, warmup=20)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import check_num_classes
+
 __all__ = [
     "STRATEGIES",
     "resnet_blocks",
@@ -84,11 +86,7 @@ def replace_head(
     Linear``, which can adapt the features more but needs more labels. The new head starts from
     random weights and is trainable.
     """
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(
-            f"replace_head: num_classes must be a positive int (the target's classes), got "
-            f"{num_classes!r}"
-        )
+    check_num_classes(num_classes, what="replace_head")
     if hidden is not None and hidden < 1:
         raise ValueError(f"replace_head: hidden must be None or a positive width, got {hidden}")
     old = getattr(model, head, None)
