@@ -17,10 +17,11 @@ the content photo's features plus the MSE to the style image's Gram matrices
 ``C x C`` whatever the image size.
 
 Which network? :class:`FeatureExtractor` reads the activations of chosen layers of any
-``nn.Sequential``. Two networks come with the course, symmetric in use (:func:`style_extractor`):
+``nn.Sequential``. Two networks come with the course, symmetric in use: :func:`style_extractor`
+builds the extractor of either, with its standard layers and style weight:
 
-* :func:`vgg19_features`: VGG19 trained on ImageNet, the network of the paper (a 548 MB download);
-* :func:`random_features`: a small network with *random, untrained* filters, available offline.
+* ``"vgg19"``: VGG19 trained on ImageNet, the network of the paper (a 548 MB download);
+* ``"random"``: a small network with *random, untrained* filters, available offline.
   Gram matrices of random multi-scale filters are already good texture statistics (Ustyuzhaninov
   et al. 2016, "Texture synthesis using shallow convolutional networks with random filters"; He,
   Wang and Hopcroft 2016): the colours and textures transfer visibly, the strokes are less
@@ -47,8 +48,6 @@ __all__ = [
     "WeightsUnavailable",
     "gram_matrix",
     "FeatureExtractor",
-    "vgg19_features",
-    "random_features",
     "style_extractor",
     "style_transfer",
 ]
@@ -90,7 +89,8 @@ class FeatureExtractor(nn.Module):
     """Read the content and style activations of a fixed ``nn.Sequential`` network.
 
     Args:
-        features: the network, e.g. :func:`vgg19_features` or :func:`random_features`. The
+        features: the network, e.g. ``torchvision.models.vgg19().features`` or the networks
+            of :func:`style_extractor` (:func:`_vgg19_features`, :func:`_random_features`). The
             activation recorded for a layer is the *output* of that module of the Sequential.
         content_layers, style_layers: the layers to read, as indices into ``features`` or as the
             names of its children (``"relu4_2"``); a layer may appear in both.
@@ -194,7 +194,7 @@ _VGG19_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 _VGG19_STYLE_WEIGHT: float = 1e6
 
 
-def vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Sequential:
+def _vgg19_features(weights: str | None = "DEFAULT", pool: str = "avg") -> nn.Sequential:
     """The convolutional part of VGG19 (Simonyan and Zisserman, 2015), named layer by layer.
 
     Args:
@@ -264,17 +264,17 @@ def _vgg19_state_dict(url: str) -> dict[str, torch.Tensor]:
 # Random multi-scale network (offline)
 # --------------------------------------------------------------------------------------------
 
-#: Style is read after every stage of :func:`random_features`, so textures are described at 4
+#: Style is read after every stage of :func:`_random_features`, so textures are described at 4
 #: scales; content after stage 3 (1/4 of the resolution), coarse enough to leave texture free.
 _RANDOM_STYLE_LAYERS: tuple[str, ...] = ("relu1", "relu2", "relu3", "relu4")
 _RANDOM_CONTENT_LAYERS: tuple[str, ...] = ("relu3",)
 
-#: Default ``style_weight`` for :func:`random_features`, tuned on the course photos at 128 px:
+#: Default ``style_weight`` for :func:`_random_features`, tuned on the course photos at 128 px:
 #: the style loss drops by 91-99 % within 40-80 Adam steps while the photo stays recognisable.
 _RANDOM_STYLE_WEIGHT: float = 1e4
 
 
-def random_features(
+def _random_features(
     seed: int = 0,
     widths: Sequence[int] = (64, 128, 256, 256),
     kernel_size: int = 3,
@@ -316,13 +316,13 @@ def style_extractor(kind: str = "auto", seed: int = 0) -> FeatureExtractor:
     """A ready :class:`FeatureExtractor` with the standard layers and style weight of a network.
 
     kind: ``"vgg19"`` (pretrained, may raise :class:`WeightsUnavailable`), ``"random"`` (offline,
-    :func:`random_features` with ``seed``) or ``"auto"``: VGG19 when its weights are cached or can
+    :func:`_random_features` with ``seed``) or ``"auto"``: VGG19 when its weights are cached or can
     be downloaded, else the random network. Prints nothing: ``extractor.kind`` says which one it is.
     """
     _check_choice("kind", kind, ("auto", "vgg19", "random"))
     if kind in ("auto", "vgg19"):
         try:
-            net = vgg19_features()
+            net = _vgg19_features()
         except WeightsUnavailable:
             if kind == "vgg19":
                 raise
@@ -335,7 +335,7 @@ def style_extractor(kind: str = "auto", seed: int = 0) -> FeatureExtractor:
                 kind="vgg19",
             )
     return FeatureExtractor(
-        random_features(seed),
+        _random_features(seed),
         _RANDOM_CONTENT_LAYERS,
         _RANDOM_STYLE_LAYERS,
         default_style_weight=_RANDOM_STYLE_WEIGHT,

@@ -15,7 +15,6 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
 from course_utils.detection import (
-    BOX_FORMATS,
     batched_nms,
     box_area,
     box_convert,
@@ -31,6 +30,7 @@ from course_utils.detection import (
     nms,
     soft_nms,
 )
+from course_utils.detection.boxes import _BOX_FORMATS
 
 
 def random_boxes(n: int, seed: int = 0, size: float = 100.0, clustered: bool = False):
@@ -435,7 +435,7 @@ def test_zero_area_boxes_work_where_torchvision_accepts_them():
         batched_nms(flat, scores, idxs, 0.5), tvops.batched_nms(flat, scores, idxs, 0.5)
     )
     assert torch.equal(clip_boxes(flat, (2, 2)), tvops.clip_boxes_to_image(flat, (2, 2)))
-    for fmt in BOX_FORMATS:
+    for fmt in _BOX_FORMATS:
         assert torch.equal(box_convert(flat, "xyxy", fmt), tvops.box_convert(flat, "xyxy", fmt))
     # the loss adds torchvision's epsilon: two identical points give 1 - 0 = 1, not NaN
     torch.testing.assert_close(giou_loss(flat, flat), tvops.generalized_box_iou_loss(flat, flat))

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from course_utils import zoo
-from course_utils.detection.backbone import FPN, PyramidBackbone, SmallBackbone
+from course_utils.detection.backbone import FPN, PyramidBackbone, _SmallBackbone
 from course_utils.detection.boxes import box_iou
 from course_utils.detection.centernet import (
     CenterNet,
     CenterNetHead,
-    centernet_decode,
+    _centernet_decode,
+    _centernet_loss,
     centernet_heatmap,
-    centernet_loss,
 )
 from course_utils.detection.detector import (
     detect,
@@ -57,7 +57,7 @@ def ideal_outputs(targets, num_classes=3, size=(16, 16), stride=4):
 
 
 def test_small_backbone_shapes_and_strides():
-    net = SmallBackbone()
+    net = _SmallBackbone()
     features = net(torch.rand(2, 3, 64, 96))
     assert net.strides == [4, 8, 16]
     assert [tuple(f.shape) for f in features] == [
@@ -69,8 +69,8 @@ def test_small_backbone_shapes_and_strides():
 
 
 def test_backbone_rejects_hwc_images():
-    with pytest.raises(ValueError, match=r"takes 3-channel images.*looks like HWC"):
-        SmallBackbone()(torch.rand(2, 64, 64, 3))
+    with pytest.raises(ValueError, match=r"PyramidBackbone takes 3-channel images.*looks like HWC"):
+        PyramidBackbone()(torch.rand(2, 64, 64, 3))
 
 
 def test_fpn_gives_every_level_the_same_width():
@@ -119,7 +119,7 @@ def test_heatmap_of_an_empty_image_is_zero_and_bad_labels_raise():
 
 def test_decode_of_ideal_outputs_gives_back_the_targets():
     targets = scene_targets()
-    detections = centernet_decode(
+    detections = _centernet_decode(
         ideal_outputs(targets), stride=4, image_size=(64, 64), score_threshold=0.5
     )
     assert len(detections) == 2
@@ -134,25 +134,25 @@ def test_decode_of_ideal_outputs_gives_back_the_targets():
 
 def test_decode_peak_kernel_one_keeps_the_neighbours():
     outputs = ideal_outputs(scene_targets())
-    peaks = centernet_decode(outputs, stride=4, score_threshold=0.01)
-    every_cell = centernet_decode(outputs, stride=4, score_threshold=0.01, peak_kernel=1)
+    peaks = _centernet_decode(outputs, stride=4, score_threshold=0.01)
+    every_cell = _centernet_decode(outputs, stride=4, score_threshold=0.01, peak_kernel=1)
     assert len(every_cell[0]["boxes"]) > len(peaks[0]["boxes"]) == 2
 
 
 def test_loss_is_small_for_ideal_outputs_and_large_for_a_blank_head():
     targets = scene_targets()
-    ideal = centernet_loss(ideal_outputs(targets), targets, stride=4)
+    ideal = _centernet_loss(ideal_outputs(targets), targets, stride=4)
     assert set(ideal) == {"heatmap", "size", "offset"}
     assert ideal["size"] < 1e-5 and ideal["offset"] < 1e-5
     blank = {k: torch.zeros_like(v) for k, v in ideal_outputs(targets).items()}
-    wrong = centernet_loss(blank, targets, stride=4)
+    wrong = _centernet_loss(blank, targets, stride=4)
     assert all(wrong[k] > 10 * ideal[k] for k in wrong)
 
 
 def test_loss_handles_images_without_objects():
     outputs = ideal_outputs(scene_targets())
     empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}] * 2
-    losses = centernet_loss(outputs, empty, stride=4)
+    losses = _centernet_loss(outputs, empty, stride=4)
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["size"] == 0 and losses["offset"] == 0
 

@@ -30,14 +30,14 @@ from course_utils.detection import (
     generate_anchors,
     giou_loss,
     multilevel_anchors,
-    positional_encoding_2d,
     roi_align_fpn,
     select_detections,
     select_proposals,
     sigmoid_focal_loss,
-    softmax_focal_loss,
     yolo_v1_decode,
 )
+from course_utils.detection.detr import _positional_encoding_2d
+from course_utils.detection.losses import _softmax_focal_loss
 
 IMAGE = (64, 96)  # (height, width)
 STRIDES = (4, 8, 16)
@@ -125,21 +125,21 @@ def test_softmax_focal_loss_ignore_index_and_reductions():
     targets[0, 1:3, 2:] = 255
     ignored = targets == 255
     torch.testing.assert_close(
-        softmax_focal_loss(logits, targets, gamma=0, ignore_index=255),
+        _softmax_focal_loss(logits, targets, gamma=0, ignore_index=255),
         F.cross_entropy(logits, targets, ignore_index=255),
     )
-    per_pixel = softmax_focal_loss(logits, targets, ignore_index=255, reduction="none")
+    per_pixel = _softmax_focal_loss(logits, targets, ignore_index=255, reduction="none")
     assert per_pixel.shape == targets.shape
     assert (per_pixel[ignored] == 0).all() and (per_pixel[~ignored] > 0).all()
-    total = softmax_focal_loss(logits, targets, ignore_index=255, reduction="sum")
+    total = _softmax_focal_loss(logits, targets, ignore_index=255, reduction="sum")
     torch.testing.assert_close(total, per_pixel.sum())
     total.backward()
     assert (logits.grad.movedim(1, -1)[ignored] == 0).all()  # ignored pixels get no gradient
     # nothing counts: a zero that keeps the graph, where cross_entropy would give NaN
-    empty = softmax_focal_loss(logits, torch.full_like(targets, 255), ignore_index=255)
+    empty = _softmax_focal_loss(logits, torch.full_like(targets, 255), ignore_index=255)
     assert empty.item() == 0.0 and empty.requires_grad
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
-        softmax_focal_loss(logits, targets)  # 255 without ignore_index is not a class
+        _softmax_focal_loss(logits, targets)  # 255 without ignore_index is not a class
 
 
 def test_giou_loss_equals_torchvision_and_has_gradients():
@@ -444,7 +444,7 @@ def test_two_stage_box_head_end_to_end():
 
 
 def test_positional_encoding_2d():
-    pe = positional_encoding_2d(3, 4, 8)
+    pe = _positional_encoding_2d(3, 4, 8)
     assert pe.shape == (12, 8)
     assert len(torch.unique(pe, dim=0)) == 12  # every position has its own code
 
@@ -519,7 +519,7 @@ def test_detr_learns_one_image():
         (lambda: roi_align_fpn(pyramid(), (4, 8, 12), [boxes_in_image(2)]), "powers of two"),
         (lambda: select_detections(torch.zeros(1, 3, 4), torch.zeros(1, 2, 2), (8, 8)), "scores"),
         (lambda: yolo_v1_decode(torch.zeros(1, 3, 4, 12), (8, 8)), "outputs"),
-        (lambda: positional_encoding_2d(2, 2, 6), "multiple of 4"),
+        (lambda: _positional_encoding_2d(2, 2, 6), "multiple of 4"),
         (
             lambda: detr_loss(DETRHead(8, 3, 32, 4, 1)(pyramid()[2]), detr_targets()[:1], IMAGE),
             "targets",
@@ -532,7 +532,7 @@ def test_head_bad_input(call, match):
 
 
 def test_centernet_decode_never_inverts_a_box():
-    from course_utils.detection.centernet import centernet_decode
+    from course_utils.detection.centernet import _centernet_decode
 
     g = torch.Generator().manual_seed(0)
     outputs = {  # an untrained head: sizes of both signs
@@ -541,7 +541,7 @@ def test_centernet_decode_never_inverts_a_box():
         "offset": torch.rand(2, 2, 8, 8, generator=g),
     }
     assert (outputs["size"] < 0).any()
-    for det in centernet_decode(outputs, stride=4, image_size=(32, 32), score_threshold=0.0):
+    for det in _centernet_decode(outputs, stride=4, image_size=(32, 32), score_threshold=0.0):
         boxes = det["boxes"]
         assert (
             len(boxes) and (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()

@@ -20,11 +20,11 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from course_utils.detection import (
     hungarian_match,
-    mask_iou,
     mean_average_precision,
     plot_precision_recall,
     precision_recall_curve,
 )
+from course_utils.detection.metrics import _overlaps
 
 matplotlib.use("Agg")
 
@@ -560,12 +560,12 @@ def test_mask_map_accepts_torchvision_probability_masks():
         mean_average_precision(preds, targets, iou_type="keypoints")
 
 
-def test_mask_iou_known_values():
+def test_mask_overlaps_are_the_iou_of_the_masks():
     a = torch.zeros(2, 4, 4, dtype=torch.bool)
     a[0, :2] = True  # 8 pixels
     b = torch.zeros(3, 4, 4, dtype=torch.bool)
     b[0, :1] = True  # 4 pixels, inside a[0]
     b[1] = True  # everything
-    iou = mask_iou(a, b)
+    iou = _overlaps(a, b, torch.zeros(3, dtype=torch.bool), "masks")  # no crowd region
     expected = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
     assert torch.equal(iou, expected)  # empty against empty: 0, not nan

@@ -20,20 +20,22 @@ from course_utils.detection import (
     DIGIT_ANCHOR_SCALES,
     FasterRCNN,
     RetinaNet,
-    box_head_loss,
     box_iou,
     digit_scenes,
     encode_boxes,
     match_boxes,
     multilevel_anchors,
-    retinanet_loss,
     roi_align_fpn,
-    rpn_loss,
-    sample_balanced,
-    sample_rois,
     sigmoid_focal_loss,
 )
+from course_utils.detection.faster_rcnn import (
+    _box_head_loss,
+    _rpn_loss,
+    _sample_balanced,
+    _sample_rois,
+)
 from course_utils.detection.recipes import DIGIT_SCENES
+from course_utils.detection.retinanet import _retinanet_loss
 from course_utils.detection.two_stage import BOX_HEAD_WEIGHTS
 from course_utils.runtime import seed_everything
 
@@ -138,7 +140,7 @@ def test_retinanet_loss_equals_torchvision(seed):
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(2, len(anchors), NUM_CLASSES, generator=g) * 2).requires_grad_()
     deltas = (torch.randn(2, len(anchors), 4, generator=g) * 0.3).requires_grad_()
-    ours = retinanet_loss(logits, deltas, anchors, targets)
+    ours = _retinanet_loss(logits, deltas, anchors, targets)
 
     matched = torchvision_matches(anchors, targets, 0.5, 0.4, allow_low_quality=True)
     # the inputs exercise every rule: ignored anchors and a below-0.5 (low-quality) match
@@ -161,7 +163,7 @@ def test_retinanet_loss_of_scenes_without_objects_is_background_only():
     logits = torch.randn(2, len(anchors), NUM_CLASSES, requires_grad=True)
     deltas = torch.randn(2, len(anchors), 4, requires_grad=True)
     empty = random_targets()[1]
-    losses = retinanet_loss(logits, deltas, anchors, [empty, empty])
+    losses = _retinanet_loss(logits, deltas, anchors, [empty, empty])
     # every anchor is background, the count of foreground anchors is clamped to 1
     expected = sigmoid_focal_loss(logits, torch.zeros_like(logits), reduction="sum") / 2
     torch.testing.assert_close(losses["classification"], expected)
@@ -184,7 +186,8 @@ def test_sample_balanced_draws_what_torchvision_draws(num_samples, fraction):
     # ~170 objects among 500 anchors, more than any cap below; then an image without objects
     matches = [torch.randint(-2, 1, (500,), generator=g), torch.full((300,), -1)]
     ours = [
-        sample_balanced(m, num_samples, fraction, torch.Generator().manual_seed(7)) for m in matches
+        _sample_balanced(m, num_samples, fraction, torch.Generator().manual_seed(7))
+        for m in matches
     ]
     with torch.random.fork_rng():  # leave the global random state as it was
         torch.manual_seed(7)
@@ -207,7 +210,7 @@ def test_rpn_loss_equals_torchvision(num_samples):
     g = torch.Generator().manual_seed(4)
     objectness = torch.randn(2, len(anchors), generator=g).requires_grad_()
     deltas = (torch.randn(2, len(anchors), 4, generator=g) * 0.3).requires_grad_()
-    ours = rpn_loss(
+    ours = _rpn_loss(
         objectness,
         deltas,
         anchors,
@@ -219,7 +222,7 @@ def test_rpn_loss_equals_torchvision(num_samples):
     labels, matched_gt = rpn.assign_targets_to_anchors([anchors, anchors], targets)
     regression_targets = rpn.box_coder.encode(matched_gt, [anchors, anchors])
     with torch.random.fork_rng():
-        torch.manual_seed(5)  # the same draws: sample_balanced is torchvision's sampler
+        torch.manual_seed(5)  # the same draws: _sample_balanced is torchvision's sampler
         objectness_ref, box_ref = rpn.compute_loss(
             objectness.reshape(-1, 1), deltas.reshape(-1, 4), labels, regression_targets
         )
@@ -238,7 +241,7 @@ def test_sample_rois_equals_torchvision_select_training_samples():
     far = torch.rand(150, 2, generator=g) * 50
     far = torch.cat((far, far + torch.rand(150, 2, generator=g) * 20 + 2), dim=1)
     proposals = [torch.cat((near, far)), far[:90]]
-    rois, labels, matched = sample_rois(
+    rois, labels, matched = _sample_rois(
         proposals, targets, 64, 0.25, generator=torch.Generator().manual_seed(8)
     )
     heads = RoIHeads(None, None, None, 0.5, 0.5, 64, 0.25, None, 0.05, 0.5, 100)
@@ -268,7 +271,7 @@ def test_box_head_loss_equals_torchvision_fastrcnn_loss():
     xy = torch.rand(num_rois, 2, 2, generator=g) * 40
     rois = torch.cat((xy[:, 0], xy[:, 0] + torch.rand(num_rois, 2, generator=g) * 20 + 2), 1)
     matched = torch.cat((xy[:, 1], xy[:, 1] + torch.rand(num_rois, 2, generator=g) * 20 + 2), 1)
-    ours = box_head_loss(logits, deltas, rois, labels, matched)
+    ours = _box_head_loss(logits, deltas, rois, labels, matched)
     # torchvision's predictor has a box for the background too (column 0, never used)
     tv_deltas = torch.cat((torch.zeros(num_rois, 1, 4), deltas), dim=1).reshape(num_rois, -1)
     targets = tv_utils.BoxCoder(BOX_HEAD_WEIGHTS).encode_single(matched, rois)
@@ -278,7 +281,7 @@ def test_box_head_loss_equals_torchvision_fastrcnn_loss():
     assert_same_losses_and_gradients(
         ours, {"classification": classification, "box_regression": box}, (logits, deltas)
     )
-    none = box_head_loss(logits[:0], deltas[:0], rois[:0], labels[:0], matched[:0])
+    none = _box_head_loss(logits[:0], deltas[:0], rois[:0], labels[:0], matched[:0])
     assert none["classification"] == 0 and none["box_regression"] == 0  # not NaN
 
 
@@ -394,20 +397,20 @@ def test_loss_functions_reject_mismatched_shapes():
     anchors = anchors_64()
     n = len(anchors)
     with pytest.raises(ValueError, match=r"deltas \[B, N, 4\]"):
-        retinanet_loss(torch.zeros(2, n, 4), torch.zeros(2, n - 1, 4), anchors, random_targets())
+        _retinanet_loss(torch.zeros(2, n, 4), torch.zeros(2, n - 1, 4), anchors, random_targets())
     with pytest.raises(ValueError, match="anchors"):
-        retinanet_loss(torch.zeros(2, n, 4), torch.zeros(2, n, 4), anchors[1:], random_targets())
+        _retinanet_loss(torch.zeros(2, n, 4), torch.zeros(2, n, 4), anchors[1:], random_targets())
     with pytest.raises(ValueError, match=r"objectness \[B, N\]"):
-        rpn_loss(torch.zeros(2, n, 1), torch.zeros(2, n, 4), anchors, random_targets())
+        _rpn_loss(torch.zeros(2, n, 1), torch.zeros(2, n, 4), anchors, random_targets())
     with pytest.raises(ValueError, match=r"deltas \[R, K, 4\]"):
         labels = torch.zeros(3, dtype=torch.int64)
-        box_head_loss(
+        _box_head_loss(
             torch.zeros(3, 5), torch.zeros(3, 5, 4), torch.zeros(3, 4), labels, torch.zeros(3, 4)
         )
     with pytest.raises(ValueError, match="integer matches"):
-        sample_balanced(torch.zeros(5), 4, 0.5)
+        _sample_balanced(torch.zeros(5), 4, 0.5)
     with pytest.raises(ValueError, match="positive_fraction in"):
-        sample_balanced(torch.zeros(5, dtype=torch.int64), 4, 50)  # a fraction, not a percentage
+        _sample_balanced(torch.zeros(5, dtype=torch.int64), 4, 50)  # a fraction, not a percentage
 
 
 def test_faster_rcnn_sampling_is_deterministic_and_leaves_the_global_rng_alone():

@@ -7,7 +7,8 @@ import pytest
 import torchvision
 from torchvision.models.regnet import BlockParams
 
-from course_utils.models import REGNET_QUANTUM, RegNetStages, regnet_block_widths, regnet_stages
+from course_utils.models import RegNetStages, regnet_block_widths, regnet_stages
+from course_utils.models.regnet import _REGNET_QUANTUM
 
 # torchvision's RegNets: (depth, w0, wa, wm, group_width), as in torchvision.models.regnet
 TORCHVISION_REGNETS = {
@@ -63,7 +64,7 @@ def test_same_stages_as_torchvision_on_random_settings():
     # torchvision computes in float32, we in float64; a seeded sample of settings avoids them
     rng = random.Random(0)
     for _ in range(300):
-        depth, w0 = rng.randint(1, 30), REGNET_QUANTUM * rng.randint(1, 40)
+        depth, w0 = rng.randint(1, 30), _REGNET_QUANTUM * rng.randint(1, 40)
         wa, wm = round(rng.uniform(0, 150), 2), round(rng.uniform(1.5, 3.0), 2)
         group_width = rng.choice([1, 2, 8, 16, 24, 48, 64, 128])
         ratio = rng.choice([0.25, 0.5, 1.0, 2.0])
@@ -95,7 +96,7 @@ def test_properties_of_the_rule():
     widths = regnet_block_widths(24, 36.0, 2.5, 20)
     assert len(widths) == 20
     assert widths == sorted(widths)  # the line only goes up
-    assert all(w % REGNET_QUANTUM == 0 for w in widths)
+    assert all(w % _REGNET_QUANTUM == 0 for w in widths)
     ratios = {b / a for a, b in zip(widths, widths[1:]) if b != a}
     assert all(2.0 < r < 3.0 for r in ratios)  # consecutive stages about wm = 2.5 apart
 

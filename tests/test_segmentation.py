@@ -29,12 +29,12 @@ from course_utils.segmentation import (
     mask_targets,
     mean_iou,
     panoptic_fusion,
-    paste_masks,
     pixel_accuracy,
     scene_masks,
     segment,
     train_segmenter,
 )
+from course_utils.segmentation.instance import _paste_masks
 
 IGNORE = 255
 
@@ -376,13 +376,13 @@ def test_mask_targets_cut_the_mask_by_its_box():
 
 def test_paste_masks_fills_exactly_the_box():
     boxes = torch.tensor([[3.0, 5.0, 11.0, 9.0], [0.0, 0.0, 20.0, 16.0]])
-    pasted = paste_masks(torch.ones(2, 28, 28), boxes, (16, 20))
+    pasted = _paste_masks(torch.ones(2, 28, 28), boxes, (16, 20))
     assert pasted.shape == (2, 16, 20)
     expected = torch.zeros(16, 20, dtype=torch.bool)
     expected[5:9, 3:11] = True
     assert torch.equal(pasted[0] > 0.5, expected)
     assert (pasted[1] > 0.5).all()  # the whole image
-    assert paste_masks(torch.ones(0, 28, 28), torch.zeros(0, 4), (16, 20)).shape == (0, 16, 20)
+    assert _paste_masks(torch.ones(0, 28, 28), torch.zeros(0, 4), (16, 20)).shape == (0, 16, 20)
 
 
 def test_paste_masks_agrees_with_torchvision_and_inverts_mask_targets():
@@ -393,7 +393,7 @@ def test_paste_masks_agrees_with_torchvision_and_inverts_mask_targets():
     _, target = DigitScenes(8, image_size=96, digit_size=(16, 32), split="test")[0]
     masks, boxes = target["masks"], target["boxes"]
     cut = mask_targets(masks, boxes, size=28)
-    ours = paste_masks(cut, boxes, (96, 96)) > 0.5
+    ours = _paste_masks(cut, boxes, (96, 96)) > 0.5
     theirs = paste_masks_in_image(cut[:, None], boxes, (96, 96))[:, 0] > 0.5
     for o, t, g in zip(ours, theirs, masks.bool()):
         assert iou(o, t) > 0.9  # the same picture up to rounding at the box edges
@@ -451,7 +451,7 @@ def test_instance_segmenter_trains_only_its_mask_head():
         assert n == 100
         assert out["masks"].shape == (n, 1, 64, 64)
         assert 0 <= out["masks"].min() and out["masks"].max() <= 1
-        outside = paste_masks(torch.ones(n, 28, 28), out["boxes"], (64, 64))[:, None] < 0.5
+        outside = _paste_masks(torch.ones(n, 28, 28), out["boxes"], (64, 64))[:, None] < 0.5
         assert (out["masks"][outside] == 0).all()  # nothing leaks out of its box
     with pytest.raises(ValueError, match="one target per image"):
         model.train()(images)

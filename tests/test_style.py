@@ -15,11 +15,11 @@ from course_utils.style import (
     _VGG19_STYLE_LAYERS,
     FeatureExtractor,
     WeightsUnavailable,
+    _random_features,
+    _vgg19_features,
     gram_matrix,
-    random_features,
     style_extractor,
     style_transfer,
-    vgg19_features,
 )
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # small models: see conftest.py
@@ -92,7 +92,7 @@ def test_extractor_returns_requested_layers_and_is_frozen(extractor):
 
 
 def test_extractor_accepts_indices_and_stops_at_the_deepest_layer():
-    net = random_features(widths=(8, 16, 16))  # 9 modules: conv, relu, pool per stage
+    net = _random_features(widths=(8, 16, 16))  # 9 modules: conv, relu, pool per stage
     ex = FeatureExtractor(net, content_layers=[4], style_layers=["relu1", 1])
     assert len(ex.features) == 5  # nothing after relu2 (index 4) is kept
     out = ex(torch.rand(1, 3, 16, 16))
@@ -101,7 +101,7 @@ def test_extractor_accepts_indices_and_stops_at_the_deepest_layer():
 
 
 def test_extractor_errors():
-    net = random_features(widths=(8,))
+    net = _random_features(widths=(8,))
     with pytest.raises(ValueError, match="no layer named"):
         FeatureExtractor(net, ["relu9"], [])
     with pytest.raises(ValueError, match="index"):
@@ -116,14 +116,14 @@ def test_extractor_errors():
 
 
 def test_random_features_is_deterministic():
-    a, b, c = random_features(seed=3), random_features(seed=3), random_features(seed=4)
+    a, b, c = _random_features(seed=3), _random_features(seed=3), _random_features(seed=4)
     for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
         assert torch.equal(pa, pb), name
         assert not torch.equal(pa, pc), name
 
 
 def test_vgg19_layer_names_point_at_the_right_modules():
-    net = vgg19_features(weights=None)  # the bare architecture: no download
+    net = _vgg19_features(weights=None)  # the bare architecture: no download
     assert [name for name, _ in net.named_children()] == list(_VGG19_LAYERS)
     for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"):
         index = _VGG19_LAYERS.index(name)
@@ -133,14 +133,14 @@ def test_vgg19_layer_names_point_at_the_right_modules():
     assert _VGG19_LAYERS.index("conv4_2") == 21  # torchvision's vgg19().features[21]
     assert set(_VGG19_STYLE_LAYERS + _VGG19_CONTENT_LAYERS) <= set(_VGG19_LAYERS)
     assert not any(isinstance(m, nn.MaxPool2d) for m in net)  # pool="avg" by default
-    assert isinstance(vgg19_features(weights=None, pool="max")[4], nn.MaxPool2d)
+    assert isinstance(_vgg19_features(weights=None, pool="max")[4], nn.MaxPool2d)
 
 
 def test_vgg19_without_network_raises_weights_unavailable(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))  # an empty cache: nothing downloaded before
     monkeypatch.setattr(runtime, "online", lambda *args, **kwargs: False)
     with pytest.raises(WeightsUnavailable, match="offline") as error:
-        vgg19_features()
+        _vgg19_features()
     assert VGG19_Weights.DEFAULT.url in str(error.value)  # it says what it would have fetched
     assert str(tmp_path / "weights") in str(error.value)  # and where to
     with pytest.raises(WeightsUnavailable):
@@ -171,7 +171,7 @@ def fake_hub(monkeypatch, tmp_path):
 def test_vgg19_weights_go_to_the_course_cache(fake_hub, tmp_path):
     reference = vgg19()  # stands for the ImageNet weights: any values will do
     fake_hub["answer"] = reference.state_dict()
-    net = vgg19_features()
+    net = _vgg19_features()
     [(url, kwargs, timeout)] = fake_hub["calls"]
     assert url == VGG19_Weights.DEFAULT.url
     assert timeout is not None and timeout <= 15  # a stalled server gives up, never hangs
@@ -198,7 +198,7 @@ def test_vgg19_weights_go_to_the_course_cache(fake_hub, tmp_path):
 def test_failed_vgg19_download_always_says_why(fake_hub, tmp_path, failure, reason):
     fake_hub["answer"] = failure
     with pytest.raises(WeightsUnavailable) as error:
-        vgg19_features()
+        _vgg19_features()
     message = str(error.value)
     assert message.startswith(f"Downloading the VGG19 weights from {VGG19_Weights.DEFAULT.url}")
     assert f" into {tmp_path / 'cache' / 'weights'} failed: " in message
@@ -216,7 +216,7 @@ def test_unreadable_cached_vgg19_weights_say_so(fake_hub, tmp_path, monkeypatch)
     monkeypatch.setattr(runtime, "_ONLINE", None)
     fake_hub["answer"] = RuntimeError()
     with pytest.raises(WeightsUnavailable, match="delete the file to download it again") as error:
-        vgg19_features()
+        _vgg19_features()
     assert str(error.value).startswith(f"Reading the VGG19 weights from {cached} failed: Runt")
     assert runtime._ONLINE is None  # a bad file says nothing about the network: not marked offline
 

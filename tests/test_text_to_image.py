@@ -318,7 +318,10 @@ def test_the_shipped_judge_reads_real_scenes_it_never_saw():
 
 
 def test_the_shipped_pipeline_draws_what_it_is_asked():
-    pipe = text_recipes.shipped_pipeline(device="cpu")
+    parts = (
+        zoo.load(name, device="cpu") for name in ("autoencoder_scenes", "text_to_image_scenes")
+    )
+    pipe = text_to_image.assemble_pipeline(*parts)
     prompts = text_recipes.evaluation_prompts(60)
     images = text_to_image.generate(pipe, prompts.captions, guidance_scale=4.0, num_steps=10)
     right = scene_judge.prompt_accuracy(

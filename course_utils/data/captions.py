@@ -45,7 +45,6 @@ __all__ = [
     "CAPTION_WORDS",
     "CaptionedScenes",
     "captioned_scenes",
-    "caption_for",
     "parse_caption",
 ]
 
@@ -129,7 +128,7 @@ class CaptionedScenes:
         return len(self.captions)
 
 
-def caption_for(objects: list[tuple[str, str, int]], relation: str | None = None) -> str:
+def _caption_for(objects: list[tuple[str, str, int]], relation: str | None = None) -> str:
     """The caption of ``objects``: ``[(slot, colour, digit)]``, one object, or two named in
     order with ``relation`` (a key of :data:`RELATIONS`) between them."""
     phrases = [f"a {colour} {digit}" for _, colour, digit in objects]
@@ -143,7 +142,7 @@ def caption_for(objects: list[tuple[str, str, int]], relation: str | None = None
 def parse_caption(caption: str) -> tuple[list[int], list[int]]:
     """The structured target of a caption of the grammar: ``(digits, colours)``, one entry per
     slot of :data:`SLOTS` (:data:`EMPTY` and -1 where nothing is). The inverse of
-    :func:`caption_for`; a caption outside the grammar raises a ``ValueError``."""
+    :func:`_caption_for`; a caption outside the grammar raises a ``ValueError``."""
     words = caption.lower().split()
     digits, colours = [EMPTY] * len(SLOTS), [-1] * len(SLOTS)
 
@@ -232,7 +231,7 @@ def _scenes(num: int, split: str, include_held_out: bool, seed: int) -> Captione
             digits[i, SLOTS.index(slot)] = digit
             colours[i, SLOTS.index(slot)] = _COLOUR_NAMES.index(colour)
             scene_boxes.append((SLOTS.index(slot), [col, row, col + _DIGIT, row + _DIGIT]))
-        captions.append(caption_for(objects, relation))
+        captions.append(_caption_for(objects, relation))
         boxes.append(torch.tensor([box for _, box in sorted(scene_boxes)], dtype=torch.float32))
         held_out.append(_is_held_out(objects))
         two.append(relation is not None)

@@ -15,13 +15,10 @@ from torch.utils.data import Dataset
 
 from .photos import check_size, photo
 
-__all__ = ["DATA_DIR", "IMAGE_FOLDER", "FolderDataset", "make_image_folder"]
-
-#: The repository's ``data/`` folder (small real data and checkpoints shipped with the course).
-DATA_DIR: Path = Path(__file__).resolve().parents[2] / "data"
+__all__ = ["IMAGE_FOLDER", "FolderDataset", "make_image_folder"]
 
 #: A small class-per-folder image set shipped with the course, written by :func:`make_image_folder`.
-IMAGE_FOLDER: Path = DATA_DIR / "images"
+IMAGE_FOLDER: Path = Path(__file__).resolve().parents[2] / "data" / "images"
 
 # class name -> the photo its images are cut from
 _IMAGE_FOLDER_PHOTOS = {

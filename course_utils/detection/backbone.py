@@ -1,7 +1,7 @@
 """Lesson 03: A small convolutional backbone with a feature pyramid, for the detectors of lesson 03.
 
 Detectors need features at several resolutions: fine maps (small stride) see small objects
-sharply, coarse maps see large objects whole. :class:`SmallBackbone` halves the resolution four
+sharply, coarse maps see large objects whole. :class:`_SmallBackbone` halves the resolution four
 times (strides 2, 4, 8, 16) and :class:`FPN` (Lin et al., 2017) mixes the coarse, semantically
 strong maps back into the fine ones (top-down path with lateral 1x1 convolutions), so that every
 level has both: "what" from deep layers and "where" from shallow ones.
@@ -18,10 +18,10 @@ from torch import nn
 from ..checks import check_images
 from ..models.resnet import ResidualBlock
 
-__all__ = ["conv_bn_relu", "SmallBackbone", "FPN", "PyramidBackbone"]
+__all__ = ["FPN", "PyramidBackbone"]
 
 
-def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     """3x3 convolution (no bias: BatchNorm has one) -> BatchNorm -> ReLU."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
@@ -30,7 +30,7 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class SmallBackbone(nn.Module):
+class _SmallBackbone(nn.Module):
     """``x: [B, 3, H, W]`` -> feature maps at strides 4, 8 and 16 (``widths[1:]`` channels).
 
     A stem at stride 2, then one stage per entry of ``widths[1:]``: a stride-2 convolution and a
@@ -42,18 +42,17 @@ class SmallBackbone(nn.Module):
     def __init__(self, widths: Sequence[int] = (32, 48, 96, 160), in_channels: int = 3):
         super().__init__()
         self.stem = nn.Sequential(
-            conv_bn_relu(in_channels, widths[0] // 2, stride=2),
-            conv_bn_relu(widths[0] // 2, widths[0]),
+            _conv_bn_relu(in_channels, widths[0] // 2, stride=2),
+            _conv_bn_relu(widths[0] // 2, widths[0]),
         )
         self.stages = nn.ModuleList(
-            nn.Sequential(conv_bn_relu(c_in, c_out, stride=2), ResidualBlock(c_out, c_out))
+            nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), ResidualBlock(c_out, c_out))
             for c_in, c_out in zip(widths[:-1], widths[1:])
         )
         self.out_channels = list(widths[1:])
         self.strides = [2 ** (i + 2) for i in range(len(self.stages))]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_images(x, what=type(self).__name__, channels=self.stem[0][0].in_channels)
         x = self.stem(x)
         features = []
         for stage in self.stages:
@@ -79,7 +78,7 @@ class FPN(nn.Module):
         if not 1 <= num_outputs <= len(in_channels):
             raise ValueError(f"num_outputs must be in 1..{len(in_channels)}, got {num_outputs}")
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.smooth = nn.ModuleList(conv_bn_relu(channels, channels) for _ in range(num_outputs))
+        self.smooth = nn.ModuleList(_conv_bn_relu(channels, channels) for _ in range(num_outputs))
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(features) != len(self.lateral):
@@ -92,7 +91,7 @@ class FPN(nn.Module):
 
 
 class PyramidBackbone(nn.Module):
-    """:class:`SmallBackbone` + :class:`FPN`: ``[B, 3, H, W]`` -> ``channels``-wide maps at
+    """:class:`_SmallBackbone` + :class:`FPN`: ``[B, 3, H, W]`` -> ``channels``-wide maps at
     strides 4, 8, 16 (``self.strides``; only the first ``num_outputs`` of them if given), what the
     detection heads of the lesson consume."""
 
@@ -103,10 +102,11 @@ class PyramidBackbone(nn.Module):
         num_outputs: int | None = None,
     ):
         super().__init__()
-        self.body = SmallBackbone(widths)
+        self.body = _SmallBackbone(widths)
         self.fpn = FPN(self.body.out_channels, channels, num_outputs)
         self.strides = self.body.strides[: len(self.fpn.smooth)]
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        check_images(x, what=type(self).__name__, channels=self.body.stem[0][0].in_channels)
         return self.fpn(self.body(x))

@@ -23,7 +23,6 @@ import torch
 from ..checks import check_finite
 
 __all__ = [
-    "BOX_FORMATS",
     "box_area",
     "box_convert",
     "box_iou",
@@ -38,7 +37,7 @@ __all__ = [
     "match_boxes",
 ]
 
-BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+_BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 #: The largest log-scale a decoded box may grow by (a box 62.5 times its anchor), as in
 #: torchvision: it keeps ``exp()`` from overflowing while a detector is still untrained.
@@ -139,8 +138,8 @@ def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
     (centre + size). Same as ``torchvision.ops.box_convert``.
     """
     for fmt in (in_fmt, out_fmt):
-        if fmt not in BOX_FORMATS:
-            raise ValueError(f"unknown box format {fmt!r}; expected one of {BOX_FORMATS}")
+        if fmt not in _BOX_FORMATS:
+            raise ValueError(f"unknown box format {fmt!r}; expected one of {_BOX_FORMATS}")
     check_boxes(boxes, fmt=in_fmt)
     if in_fmt == out_fmt:
         return boxes.clone()

@@ -30,8 +30,6 @@ __all__ = [
     "CenterNetHead",
     "CenterNet",
     "centernet_heatmap",
-    "centernet_loss",
-    "centernet_decode",
 ]
 
 
@@ -105,7 +103,7 @@ def _gather_at(maps: torch.Tensor, b: torch.Tensor, y: torch.Tensor, x: torch.Te
     return maps.permute(0, 2, 3, 1)[b, y, x]
 
 
-def centernet_loss(
+def _centernet_loss(
     outputs: dict[str, torch.Tensor],
     targets: list[dict[str, torch.Tensor]],
     stride: int,
@@ -152,7 +150,7 @@ def centernet_loss(
 
 
 @torch.no_grad()
-def centernet_decode(
+def _centernet_decode(
     outputs: dict[str, torch.Tensor],
     stride: int,
     image_size: tuple[int, int] | None = None,
@@ -202,7 +200,7 @@ class CenterNet(nn.Module):
 
     * ``model(images, targets)`` in ``train()`` mode -> ``{"heatmap", "size", "offset"}`` losses;
     * ``model(images)`` in ``eval()`` mode -> one ``{"boxes", "scores", "labels"}`` dict per image
-      (:func:`centernet_decode` with the attributes ``score_threshold``, ``max_detections`` and
+      (:func:`_centernet_decode` with the attributes ``score_threshold``, ``max_detections`` and
       ``peak_kernel``, which you may change).
 
     ``images``: ``[B, 3, H, W]`` float in [0, 1] or a list of ``[3, H, W]``, ``H`` and ``W``
@@ -230,11 +228,11 @@ class CenterNet(nn.Module):
         if not self.training:
             return self.decode(self.heads(images), images.shape[-2:])
         check_targets(targets, len(images), self.num_classes, what="CenterNet")
-        return centernet_loss(self.heads(images), targets, self.stride)
+        return _centernet_loss(self.heads(images), targets, self.stride)
 
     def decode(self, outputs: dict[str, torch.Tensor], image_size) -> list[dict[str, torch.Tensor]]:
-        """:func:`centernet_decode` of the head's maps with this model's settings."""
-        return centernet_decode(
+        """:func:`_centernet_decode` of the head's maps with this model's settings."""
+        return _centernet_decode(
             outputs,
             self.stride,
             image_size,

@@ -20,10 +20,10 @@ from .boxes import box_convert, generalized_box_iou
 from .losses import giou_loss
 from .metrics import hungarian_match
 
-__all__ = ["positional_encoding_2d", "DETRHead", "detr_loss", "detr_decode"]
+__all__ = ["DETRHead", "detr_loss", "detr_decode"]
 
 
-def positional_encoding_2d(height: int, width: int, dim: int, device=None) -> torch.Tensor:
+def _positional_encoding_2d(height: int, width: int, dim: int, device=None) -> torch.Tensor:
     """Sine/cosine encoding of every cell's ``(y, x)``: ``[height * width, dim]``, rows in
     row-major order. Attention is blind to order, so this is how it knows *where* a feature is:
     half the channels encode ``y``, half ``x``, at geometrically spaced frequencies.
@@ -70,7 +70,7 @@ class DETRHead(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         b, _, h, w = features.shape
         memory = self.project(features).flatten(2).transpose(1, 2)  # [B, H*W, dim]
-        memory = memory + positional_encoding_2d(h, w, memory.shape[-1], features.device)
+        memory = memory + _positional_encoding_2d(h, w, memory.shape[-1], features.device)
         queries = self.queries.expand(b, -1, -1)  # the same learned queries for every image
         hidden = self.decoder(queries, memory)  # [B, Q, dim]
         return {"class_logits": self.classify(hidden), "boxes": self.box(hidden).sigmoid()}

@@ -42,13 +42,13 @@ from .two_stage import (
     select_proposals,
 )
 
-__all__ = ["sample_balanced", "rpn_loss", "sample_rois", "box_head_loss", "FasterRCNN"]
+__all__ = ["FasterRCNN"]
 
 #: torchvision's smooth-L1 ``beta`` for both stages: L1 beyond 1/9, quadratic below.
 SMOOTH_L1_BETA = 1 / 9
 
 
-def sample_balanced(
+def _sample_balanced(
     matches: torch.Tensor,
     num_samples: int,
     positive_fraction: float,
@@ -87,7 +87,7 @@ def sample_balanced(
     return masks[0], masks[1]
 
 
-def rpn_loss(
+def _rpn_loss(
     objectness: torch.Tensor,
     deltas: torch.Tensor,
     anchors: torch.Tensor,
@@ -103,7 +103,7 @@ def rpn_loss(
     ``objectness [B, N]`` logits and ``deltas [B, N, 4]`` (:class:`~.two_stage.RPNHead`),
     ``anchors [N, 4]``, one target per image (only the boxes count: the RPN knows no classes).
     Per image: match the anchors (``high`` / ``low``, low-quality matches allowed) and sample
-    ``num_samples`` (:func:`sample_balanced`); then over the whole batch, a binary cross-entropy
+    ``num_samples`` (:func:`_sample_balanced`); then over the whole batch, a binary cross-entropy
     on the sampled anchors and a smooth-L1 loss (``beta = 1/9``) between the sampled *objects'*
     deltas and their encoded gt boxes, both divided by the number of sampled anchors. Equals
     torchvision's ``RegionProposalNetwork.compute_loss`` with the same samples.
@@ -120,7 +120,7 @@ def rpn_loss(
     for t in targets:
         matches, _, boxes = match_targets(anchors, t["boxes"], t["labels"], high, low)
         samples.append(
-            (*sample_balanced(matches, num_samples, positive_fraction, generator), boxes)
+            (*_sample_balanced(matches, num_samples, positive_fraction, generator), boxes)
         )
     positive, negative, matched_boxes = (torch.stack(parts) for parts in zip(*samples))
     sampled = positive | negative  # [B, N]
@@ -136,7 +136,7 @@ def rpn_loss(
     return {"objectness": objectness_loss / num_sampled, "rpn_box": box_loss / num_sampled}
 
 
-def sample_rois(
+def _sample_rois(
     proposals: Sequence[torch.Tensor],
     targets: list[dict[str, torch.Tensor]],
     num_samples: int = 128,
@@ -149,7 +149,7 @@ def sample_rois(
 
     Per image: the proposals *and the gt boxes*, matched at ``iou_threshold`` (IoU ``>=`` it: the
     gt's class, below: background; no low-quality matches, no RoI ignored), then
-    :func:`sample_balanced`, kept in their original order. torchvision's
+    :func:`_sample_balanced`, kept in their original order. torchvision's
     ``RoIHeads.select_training_samples``, draw for draw.
     """
     check_targets(targets, len(proposals), num_classes=None)
@@ -159,7 +159,7 @@ def sample_rois(
         matches, image_labels, boxes = match_targets(
             candidates, t["boxes"], t["labels"], iou_threshold, iou_threshold, False
         )
-        positive, negative = sample_balanced(matches, num_samples, positive_fraction, generator)
+        positive, negative = _sample_balanced(matches, num_samples, positive_fraction, generator)
         keep = torch.nonzero(positive | negative).squeeze(1)
         rois.append(candidates[keep])
         labels.append(image_labels[keep])
@@ -167,7 +167,7 @@ def sample_rois(
     return rois, labels, matched_boxes
 
 
-def box_head_loss(
+def _box_head_loss(
     class_logits: torch.Tensor,
     deltas: torch.Tensor,
     rois: torch.Tensor,
@@ -178,7 +178,7 @@ def box_head_loss(
 
     ``class_logits [R, K + 1]`` and ``deltas [R, K, 4]`` (:class:`~.two_stage.TwoStageBoxHead`)
     for ``rois [R, 4]`` whose ``labels [R]`` (0 = background) and ``matched_boxes [R, 4]`` come
-    from :func:`sample_rois`. Cross-entropy over the ``K + 1`` classes; smooth-L1 (``beta = 1/9``)
+    from :func:`_sample_rois`. Cross-entropy over the ``K + 1`` classes; smooth-L1 (``beta = 1/9``)
     between the deltas *of the true class* and the gt box encoded with
     :data:`~.two_stage.BOX_HEAD_WEIGHTS`, on object RoIs only; both divided by ``R``. Equals
     torchvision's ``fastrcnn_loss``.
@@ -207,8 +207,8 @@ class FasterRCNN(nn.Module):
     :class:`~.centernet.CenterNet` and torchvision's detectors:
 
     * ``model(images, targets)`` in ``train()`` mode -> ``{"objectness", "rpn_box",
-      "classification", "box_regression"}`` (:func:`rpn_loss`, :func:`sample_rois`,
-      :func:`box_head_loss`);
+      "classification", "box_regression"}`` (:func:`_rpn_loss`, :func:`_sample_rois`,
+      :func:`_box_head_loss`);
     * ``model(images)`` in ``eval()`` mode -> one ``{"boxes", "scores", "labels"}`` dict per image,
       labels ``1..num_classes`` (:func:`~.two_stage.box_head_detections` with the attributes
       ``score_threshold``, ``nms_threshold`` and ``max_detections``).
@@ -273,16 +273,16 @@ class FasterRCNN(nn.Module):
         )
         if not self.training:
             return self.detect_proposals(features, proposals, image_size)
-        losses = rpn_loss(
+        losses = _rpn_loss(
             objectness, rpn_deltas, anchors, targets, self.rpn_samples, generator=self.generator
         )
-        rois, labels, matched_boxes = sample_rois(
+        rois, labels, matched_boxes = _sample_rois(
             proposals, targets, self.roi_samples, generator=self.generator
         )
         class_logits, deltas = self.box_head(
             roi_align_fpn(features, self.backbone.strides, rois, self.roi_size, self.sampling_ratio)
         )
-        return losses | box_head_loss(
+        return losses | _box_head_loss(
             class_logits, deltas, torch.cat(rois), torch.cat(labels), torch.cat(matched_boxes)
         )
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from .boxes import check_boxes, matched_giou
 
-__all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "FocalLoss", "giou_loss"]
+__all__ = ["sigmoid_focal_loss", "FocalLoss", "giou_loss"]
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -81,7 +81,7 @@ def sigmoid_focal_loss(
     return _reduce(loss, reduction)
 
 
-def softmax_focal_loss(
+def _softmax_focal_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
     alpha: Sequence[float] | torch.Tensor | None = None,
@@ -150,11 +150,11 @@ def softmax_focal_loss(
 
 
 class FocalLoss(nn.Module):
-    """:func:`softmax_focal_loss` as a module: ``FocalLoss(alpha, gamma)(logits, targets)``.
+    """:func:`_softmax_focal_loss` as a module: ``FocalLoss(alpha, gamma)(logits, targets)``.
 
     ``logits [N, C]`` (or ``[N, C, d1, ...]``), ``targets [N]`` (or ``[N, d1, ...]``) int64 class
     indices -> ``-alpha[y] * (1 - p_y) ** gamma * log(p_y)``, reduced by ``reduction``;
-    ``alpha`` ([C] or ``None``) and ``ignore_index`` as in :func:`softmax_focal_loss`.
+    ``alpha`` ([C] or ``None``) and ``ignore_index`` as in :func:`_softmax_focal_loss`.
     """
 
     def __init__(
@@ -178,7 +178,7 @@ class FocalLoss(nn.Module):
         self.register_buffer("alpha", alpha_t)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return softmax_focal_loss(
+        return _softmax_focal_loss(
             logits, targets, self.alpha, self.gamma, self.ignore_index, self.reduction
         )
 

@@ -28,9 +28,7 @@ from ..checks import check_labels
 from .boxes import check_boxes, check_iou_threshold, inter_union
 
 __all__ = [
-    "COCO_IOU_THRESHOLDS",
     "mean_average_precision",
-    "mask_iou",
     "precision_recall_curve",
     "plot_precision_recall",
     "hungarian_match",
@@ -40,7 +38,7 @@ __all__ = [
 # it reads each precision-recall curve. Both are float32 torch.linspace grids, as in torchmetrics,
 # so that the results agree exactly: a recall of 4/5 = 0.8 then does not reach the level
 # 0.8000000119 (pycocotools' own float64 grid counts it: at most 1/101 more in one AP).
-COCO_IOU_THRESHOLDS = tuple(torch.linspace(0.5, 0.95, 10).tolist())
+_COCO_IOU_THRESHOLDS = tuple(torch.linspace(0.5, 0.95, 10).tolist())
 RECALL_LEVELS = torch.linspace(0.0, 1.0, 101).double().numpy()
 
 
@@ -62,13 +60,6 @@ def _areas(a: torch.Tensor, b: torch.Tensor, geometry: str) -> tuple[torch.Tenso
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den``, and 0 where ``den`` is 0 (two empty masks or zero-area boxes), as COCO."""
     return torch.where(den > 0, num / den.clamp(min=torch.finfo(den.dtype).tiny), 0.0)
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Intersection over union of every pair of masks: ``a [N, H, W]``, ``b [M, H, W]`` (bool)
-    -> ``[N, M]``; two empty masks have IoU 0."""
-    inter, union, _ = _areas(a, b, "masks")
-    return _ratio(inter, union)
 
 
 def _overlaps(dets: torch.Tensor, gt: torch.Tensor, crowd: torch.Tensor, geometry: str):
@@ -238,7 +229,7 @@ def _average_precision(
 def mean_average_precision(
     preds: Sequence[dict],
     targets: Sequence[dict],
-    iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
+    iou_thresholds: Sequence[float] = _COCO_IOU_THRESHOLDS,
     max_detections: int = 100,
     iou_type: str = "bbox",
 ) -> dict:

@@ -44,7 +44,6 @@ __all__ = [
     "DIGIT_ANCHOR_SCALES",
     "DIGIT_ANCHOR_RATIOS",
     "match_targets",
-    "retinanet_loss",
     "RetinaNet",
 ]
 
@@ -86,7 +85,7 @@ def match_targets(
     return matches, matched_labels, boxes[index].to(anchors.dtype)
 
 
-def retinanet_loss(
+def _retinanet_loss(
     class_logits: torch.Tensor,
     deltas: torch.Tensor,
     anchors: torch.Tensor,
@@ -138,7 +137,7 @@ class RetinaNet(nn.Module):
     with the interface of :class:`~.centernet.CenterNet` and torchvision's detectors:
 
     * ``model(images, targets)`` in ``train()`` mode -> ``{"classification", "box_regression"}``
-      (:func:`retinanet_loss`);
+      (:func:`_retinanet_loss`);
     * ``model(images)`` in ``eval()`` mode -> one ``{"boxes", "scores", "labels"}`` dict per image,
       labels ``1..num_classes`` (:func:`~.one_stage.anchor_head_detections` with the attributes
       ``score_threshold``, ``nms_threshold``, ``max_detections`` and ``pre_nms_top_k``).
@@ -191,7 +190,7 @@ class RetinaNet(nn.Module):
             check_targets(targets, len(images), self.num_classes, what="RetinaNet")
         class_logits, deltas, anchors = self.heads(images)
         if self.training:
-            return retinanet_loss(class_logits, deltas, anchors, targets)
+            return _retinanet_loss(class_logits, deltas, anchors, targets)
         return self.decode(class_logits, deltas, anchors, tuple(images.shape[-2:]))
 
     @torch.no_grad()

@@ -8,7 +8,6 @@
   autoencoder's latents of captions without the held-out combinations, scored by the judge on
   what the assembled ``StableDiffusionPipeline`` draws for prompts it saw and did not see.
 
-:func:`shipped_pipeline` assembles the shipped parts into the pipeline.
 ``python -m course_utils.zoo NAME`` retrains one (``make checkpoints NAMES=...``).
 """
 
@@ -18,10 +17,8 @@ import dataclasses
 import functools
 
 import torch
-from diffusers import StableDiffusionPipeline
 
 from ..data.captions import CAPTION_WORDS, COLOURS, SLOTS, CaptionedScenes, captioned_scenes
-from ..runtime import device as default_device
 from ..zoo import Entry, load
 from .scene_judge import SceneJudge, judge_accuracy, prompt_accuracy, train_scene_judge
 from .text_to_image import (
@@ -41,7 +38,6 @@ __all__ = [
     "DEFAULT_STEPS",
     "evaluation_prompts",
     "prompt_scores",
-    "shipped_pipeline",
     "train_scene_judge_entry",
     "train_autoencoder_scenes",
     "train_text_to_image_scenes",
@@ -172,14 +168,6 @@ def train_text_to_image_scenes(
     right = prompt_accuracy(load("scene_judge", device="cpu"), images, prompts.captions)
     scores = prompt_scores(right, prompts)
     return {"metric": "one_digit_prompts_right", "value": scores.pop("one_digit"), **scores}
-
-
-def shipped_pipeline(device: torch.device | str | None = None) -> StableDiffusionPipeline:
-    """The shipped ``autoencoder_scenes`` and ``text_to_image_scenes`` (hash-checked) in a
-    ``StableDiffusionPipeline`` on ``device`` (default ``course_utils.device()``)."""
-    device = default_device(device)
-    pipe = assemble_pipeline(load("autoencoder_scenes"), load("text_to_image_scenes"))
-    return pipe.to(device)
 
 
 _SCENES = {"in_channels": 3, "image_size": 32, "input_range": [0, 1]}

@@ -14,7 +14,7 @@ import torch
 
 from ..checks import check_images
 
-__all__ = ["mixup", "cutmix", "cutmix_box", "mixup_batch", "cutmix_batch"]
+__all__ = ["mixup", "cutmix", "mixup_batch", "cutmix_batch"]
 
 
 def _sample_beta(alpha: float, generator: torch.Generator | None) -> float:
@@ -68,7 +68,7 @@ def mixup(
     return lam * x1 + (1 - lam) * x2, lam * y1 + (1 - lam) * y2, float(lam)
 
 
-def cutmix_box(
+def _cutmix_box(
     height: int, width: int, lam: float, generator: torch.Generator | None = None
 ) -> tuple[int, int, int, int]:
     """A random box covering about ``1 - lam`` of an ``height x width`` image.
@@ -101,7 +101,7 @@ def cutmix(
 
     x1, x2: ``[..., C, H, W]`` float (a batch gets the same box in every image).
     y1, y2: ``[..., K]`` one-hot / probability vectors.
-    box: ``(top, bottom, left, right)``; drawn with :func:`cutmix_box` and ``lam ~ Beta(alpha,
+    box: ``(top, bottom, left, right)``; drawn with :func:`_cutmix_box` and ``lam ~ Beta(alpha,
         alpha)`` when ``None``.
     returns ``(x, y, lam)`` where ``lam = 1 - box area / image area`` is the fraction of pixels
     that really come from ``x1`` (after clipping), and ``y = lam * y1 + (1 - lam) * y2``.
@@ -110,7 +110,7 @@ def cutmix(
     _check_pair("cutmix", x1, y1, x2, y2)
     height, width = x1.shape[-2:]
     if box is None:
-        box = cutmix_box(height, width, _sample_beta(alpha, generator), generator)
+        box = _cutmix_box(height, width, _sample_beta(alpha, generator), generator)
     top, bottom, left, right = box
     if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
         raise ValueError(f"box {box} does not fit an image of {height}x{width}")

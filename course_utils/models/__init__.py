@@ -12,11 +12,10 @@ One file per family, in historical order, each adding one idea:
   ``resnet18/34/50/101`` load torchvision's weights, ``resnet_small`` suits small digits.
 - ``efficientnet``: ``SEBlock``, ``MBConvBlock``, ``EfficientNet``, ``EfficientNetB0``,
   ``efficientnet`` (2019), channel attention, depthwise separable inverted bottlenecks, compound
-  scaling (``compound_scaling``, ``EFFICIENTNET_SCALING``); ``StochasticDepth``, ``ConvBNAct``.
+  scaling (``compound_scaling``, ``EFFICIENTNET_SCALING``); ``StochasticDepth``.
 - ``convnext``: ``ConvNeXtBlock`` (2022), a ConvNet modernised with Transformer habits.
 - ``regnet``: ``regnet_block_widths``, ``regnet_stages`` (2020), a design space instead of one
-  network: stage widths and depths from a quantised linear rule (``RegNetStages``,
-  ``REGNET_QUANTUM``).
+  network: stage widths and depths from a quantised linear rule (``RegNetStages``).
 
 Every model checks its input with :func:`course_utils.checks.check_images` and says what it
 expected;

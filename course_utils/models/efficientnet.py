@@ -18,7 +18,6 @@ from ..checks import check_images
 
 __all__ = [
     "StochasticDepth",
-    "ConvBNAct",
     "SEBlock",
     "MBConvBlock",
     "EfficientNet",
@@ -54,7 +53,7 @@ class StochasticDepth(nn.Module):
         return f"p={self.p}"
 
 
-class ConvBNAct(nn.Sequential):
+class _ConvBNAct(nn.Sequential):
     """Conv2d (no bias, "same" padding) -> BatchNorm2d -> SiLU (or no activation).
 
     x: [B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride]
@@ -155,11 +154,11 @@ class MBConvBlock(nn.Module):
         hidden = in_channels * expand_ratio
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(ConvBNAct(in_channels, hidden, kernel_size=1))
-        layers.append(ConvBNAct(hidden, hidden, kernel_size, stride=stride, groups=hidden))
+            layers.append(_ConvBNAct(in_channels, hidden, kernel_size=1))
+        layers.append(_ConvBNAct(hidden, hidden, kernel_size, stride=stride, groups=hidden))
         if se_ratio > 0:
             layers.append(SEBlock(hidden, max(1, int(in_channels * se_ratio))))
-        layers.append(ConvBNAct(hidden, out_channels, kernel_size=1, activation=False))
+        layers.append(_ConvBNAct(hidden, out_channels, kernel_size=1, activation=False))
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.stochastic_depth = StochasticDepth(drop_path)
@@ -257,7 +256,7 @@ class EfficientNet(nn.Module):
         super().__init__()
         self.input_size = (3, resolution, resolution)
         channels = _round_channels(32 * width_mult)
-        features: list[nn.Module] = [ConvBNAct(3, channels, kernel_size=3, stride=2)]
+        features: list[nn.Module] = [_ConvBNAct(3, channels, kernel_size=3, stride=2)]
         stages = [
             (expand, kernel, stride, _round_channels(out * width_mult), math.ceil(n * depth_mult))
             for expand, kernel, stride, out, n in _B0_STAGES
@@ -271,7 +270,7 @@ class EfficientNet(nn.Module):
                 blocks.append(MBConvBlock(channels, out_channels, expand, kernel, s, drop_path=p))
                 channels, block_id = out_channels, block_id + 1
             features.append(nn.Sequential(*blocks))
-        features.append(ConvBNAct(channels, 4 * channels, kernel_size=1))
+        features.append(_ConvBNAct(channels, 4 * channels, kernel_size=1))
         self.features = nn.Sequential(*features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(

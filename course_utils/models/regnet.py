@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-__all__ = ["REGNET_QUANTUM", "RegNetStages", "regnet_block_widths", "regnet_stages"]
+__all__ = ["RegNetStages", "regnet_block_widths", "regnet_stages"]
 
 #: Every block width is a multiple of 8 channels (hardware likes channel counts in multiples of 8).
-REGNET_QUANTUM = 8
+_REGNET_QUANTUM = 8
 
 
 class RegNetStages(NamedTuple):
@@ -39,9 +39,9 @@ class RegNetStages(NamedTuple):
 
 
 def _check(w0: int, wa: float, wm: float, depth: int) -> None:
-    if isinstance(w0, bool) or not isinstance(w0, int) or w0 <= 0 or w0 % REGNET_QUANTUM:
+    if isinstance(w0, bool) or not isinstance(w0, int) or w0 <= 0 or w0 % _REGNET_QUANTUM:
         raise ValueError(
-            f"w0 must be a positive multiple of {REGNET_QUANTUM} (channels), got {w0!r}"
+            f"w0 must be a positive multiple of {_REGNET_QUANTUM} (channels), got {w0!r}"
         )
     if wa < 0:
         raise ValueError(f"wa (the slope of the widths) must be >= 0, got {wa}")
@@ -54,7 +54,7 @@ def _check(w0: int, wa: float, wm: float, depth: int) -> None:
 def regnet_block_widths(w0: int, wa: float, wm: float, depth: int) -> list[int]:
     """The width of each of the ``depth`` blocks: the line ``w0 + wa * j`` quantised (steps 1-2).
 
-    Returns ``depth`` integers, non-decreasing, each a multiple of :data:`REGNET_QUANTUM`. For
+    Returns ``depth`` integers, non-decreasing, each a multiple of :data:`_REGNET_QUANTUM`. For
     RegNetY-400MF (``w0=48, wa=27.89, wm=2.09, depth=16``): 1 block of 48, 3 of 104, 6 of 208 and
     6 of 440 channels. ``round`` rounds halves to even, like ``torch.round``; torchvision computes
     in float32, so on an exact tie (``200 * 2.3 / 8 = 57.5``) the two can end one quantum apart.
@@ -64,7 +64,7 @@ def regnet_block_widths(w0: int, wa: float, wm: float, depth: int) -> list[int]:
     for j in range(depth):
         linear = w0 + wa * j  # u_j: the continuous width the rule asks for
         step = round(math.log(linear / w0) / math.log(wm))  # s_j: which power of wm is closest
-        widths.append(round(w0 * wm**step / REGNET_QUANTUM) * REGNET_QUANTUM)
+        widths.append(round(w0 * wm**step / _REGNET_QUANTUM) * _REGNET_QUANTUM)
     return widths
 
 

@@ -3,7 +3,7 @@ the object inside each one.
 
 Semantic segmentation says *which class* every pixel is; instance segmentation also says *which
 object*: two touching digits of the same class are two masks. ``MaskHead`` predicts a small
-mask per region of interest, ``mask_targets`` and ``mask_loss`` train it, ``paste_masks`` puts
+mask per region of interest, ``mask_targets`` and ``mask_loss`` train it, ``_paste_masks`` puts
 the masks back into the image, and ``InstanceSegmenter`` wires it all onto the course's
 detector.
 """
@@ -17,7 +17,7 @@ from torchvision.ops import roi_align
 
 from ..checks import check_finite, check_images, check_labels, check_lengths, check_num_classes
 
-__all__ = ["MaskHead", "mask_targets", "mask_loss", "paste_masks", "InstanceSegmenter"]
+__all__ = ["MaskHead", "mask_targets", "mask_loss", "InstanceSegmenter"]
 
 
 class MaskHead(nn.Module):
@@ -89,7 +89,7 @@ def mask_loss(
     return F.binary_cross_entropy_with_logits(own, targets)
 
 
-def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
+def _paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size) -> torch.Tensor:
     """Put each box's mask back into the image: [N, S, S] in [0, 1] and boxes [N, 4] -> [N, H, W].
 
     Every image pixel inside box ``n`` reads mask ``n`` (bilinear) at its own position relative to
@@ -173,5 +173,5 @@ class InstanceSegmenter(nn.Module):
                 torch.arange(len(logits)), torch.cat([d["labels"] for d in detections]) - 1
             ].sigmoid()
             for d, p in zip(detections, probs.split([len(d["boxes"]) for d in detections])):
-                d["masks"] = paste_masks(p, d["boxes"], images.shape[-2:])[:, None]
+                d["masks"] = _paste_masks(p, d["boxes"], images.shape[-2:])[:, None]
         return detections

@@ -17,10 +17,10 @@ from torch import nn
 
 from ..checks import check_images
 
-__all__ = ["DoubleConv", "UpBlock", "MiniUNet", "UNet"]
+__all__ = ["UpBlock", "MiniUNet", "UNet"]
 
 
-class DoubleConv(nn.Sequential):
+class _DoubleConv(nn.Sequential):
     """Two 3x3 convolutions, each followed by batch norm and ReLU.
 
     Shapes: [B, C_in, H, W] -> [B, C_out, H, W].
@@ -38,7 +38,7 @@ class DoubleConv(nn.Sequential):
 
 
 class UpBlock(nn.Module):
-    """One decoder step of a U-Net: upsample x2, concatenate the encoder's skip, DoubleConv.
+    """One decoder step of a U-Net: upsample x2, concatenate the encoder's skip, ``_DoubleConv``.
 
     ``bilinear=True`` upsamples by bilinear interpolation and halves the channels with a 1x1
     convolution (no learned upsampling, no checkerboard artefacts); ``bilinear=False`` uses a
@@ -55,7 +55,7 @@ class UpBlock(nn.Module):
             self.reduce = nn.Conv2d(in_channels, in_channels // 2, 1)
         else:
             self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2)
-        self.conv = DoubleConv(in_channels, out_channels)
+        self.conv = _DoubleConv(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         size = skip.shape[-2:]
@@ -71,9 +71,9 @@ class UpBlock(nn.Module):
 class MiniUNet(nn.Module):
     """A two-level U-Net, small enough to train on a CPU in minutes.
 
-    Encoder: DoubleConv (``base``) -> pool -> DoubleConv (2 * ``base``) -> pool -> bottleneck
-    (4 * ``base``). Decoder: two ``UpBlock`` s, each concatenating the encoder features of the same
-    resolution (the skip connections that restore detail lost by pooling), then a 1x1
+    Encoder: ``_DoubleConv`` (``base``) -> pool -> ``_DoubleConv`` (2 * ``base``) -> pool ->
+    bottleneck (4 * ``base``). Decoder: two ``UpBlock`` s, each concatenating the encoder features
+    of the same resolution (the skip connections that restore detail lost by pooling), then a 1x1
     convolution to ``num_classes`` logits.
 
     Shapes: [B, in_channels, H, W] -> [B, num_classes, H, W], any H, W >= 4.
@@ -82,9 +82,9 @@ class MiniUNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 2, base: int = 16):
         super().__init__()
         self.in_channels = in_channels
-        self.enc1 = DoubleConv(in_channels, base)
-        self.enc2 = DoubleConv(base, 2 * base)
-        self.bottleneck = DoubleConv(2 * base, 4 * base)
+        self.enc1 = _DoubleConv(in_channels, base)
+        self.enc2 = _DoubleConv(base, 2 * base)
+        self.bottleneck = _DoubleConv(2 * base, 4 * base)
         self.up2 = UpBlock(4 * base, 2 * base, bilinear=False)
         self.up1 = UpBlock(2 * base, base, bilinear=False)
         self.head = nn.Conv2d(base, num_classes, 1)
@@ -123,8 +123,8 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.depth = depth
         widths = [base * 2**i for i in range(depth + 1)]
-        self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0])])
-        self.encoder.extend(DoubleConv(widths[i], widths[i + 1]) for i in range(depth))
+        self.encoder = nn.ModuleList([_DoubleConv(in_channels, widths[0])])
+        self.encoder.extend(_DoubleConv(widths[i], widths[i + 1]) for i in range(depth))
         self.decoder = nn.ModuleList(
             UpBlock(widths[i + 1], widths[i], bilinear) for i in reversed(range(depth))
         )
