@@ -110,3 +110,35 @@ def test_a_missing_file_names_the_folder_and_the_fix(copy_of_the_data):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.fashion_mnist(**kwargs)
+
+
+def test_random_crop_flip_moves_and_mirrors_without_changing_the_pixels():
+    from course_utils.models.fashion_recipes import random_crop_flip
+
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    out = random_crop_flip(x, 2, torch.Generator().manual_seed(0))
+    again = random_crop_flip(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(out, again)  # seeded: the same crops every run
+    assert not torch.equal(out, x)
+    # each output is its image shifted by at most 2 pixels (and maybe mirrored): some shift of the
+    # padded image, or of its mirror, matches it exactly
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(8):
+        views = [
+            p[:, dy : dy + 28, dx : dx + 28]
+            for p in (padded[i], padded[i].flip(-1))
+            for dy in range(5)
+            for dx in range(5)
+        ]
+        assert any(torch.equal(out[i], v) for v in views)
+
+
+def test_the_recipe_trains_and_reports_validation_and_test_accuracy():
+    from course_utils.models import resnet_small
+    from course_utils.models.fashion_recipes import train_fashion_classifier
+
+    torch.manual_seed(0)
+    model = resnet_small(num_classes=10, in_channels=1, widths=(8, 8, 8))
+    result = train_fashion_classifier(model, epochs=1, lr=3e-3, max_steps_per_epoch=3)
+    assert result["metric"] == "test_accuracy" and 0 <= result["value"] <= 1
+    assert len(result["history"].val_metric) == 1 and result["train_seconds"] > 0
