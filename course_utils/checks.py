@@ -29,6 +29,7 @@ __all__ = [
     "check_flow_time",
     "check_finite",
     "check_lengths",
+    "check_matrix",
     "check_num_classes",
     "check_signed_images",
     "check_sample_range",
@@ -187,6 +188,21 @@ def check_lengths(what: str, **named: Sized) -> None:
     empty = [name for name, n in lengths.items() if n == 0]
     if empty:
         raise ValueError(f"{what} got empty inputs ({', '.join(empty)} hold 0 items)")
+
+
+def check_matrix(x, *, what: str, name: str = "features"):
+    """Raise a clear error unless ``x`` is a finite 2-D matrix ``[N, D]`` with N >= 1: a tensor, or
+    a NumPy array for the tools that hand it to scikit-learn; return ``x`` unchanged."""
+    t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+    _require_tensor(t, what, f"{name} as a matrix [N, D]", fix="torch.stack(x)")
+    if t.ndim != 2 or len(t) == 0:
+        hint = ": one vector? use x.unsqueeze(0)" if t.ndim == 1 else ""
+        raise ValueError(
+            f"{what} takes {name} as a 2-D matrix [N, D] with N >= 1, got shape "
+            f"{tuple(t.shape)}{hint}"
+        )
+    check_finite(t, what=f"{what} ({name})")
+    return x
 
 
 def check_num_classes(num_classes, *, what: str) -> int:

@@ -39,12 +39,16 @@ from course_utils.diffusion import (
     to01,
 )
 from course_utils.features import (
+    cluster_features,
     cluster_scores,
     compare_classifiers,
+    cosine_similarity_matrix,
     expected_calibration_error,
     extract_features,
+    nearest_neighbours,
     plot_neighbours,
     reliability_diagram,
+    topk_predictions,
 )
 from course_utils.models import LeNet5, MiniVGG, resnet_small
 from course_utils.segmentation import (
@@ -74,6 +78,7 @@ g = torch.Generator().manual_seed(0)
 RGB = torch.rand(2, 3, 16, 16, generator=g)  # a good batch of colour images in [0, 1]
 GREY = torch.rand(2, 1, 32, 32, generator=g)  # what LeNet5 takes
 SCENES = torch.rand(2, 3, 32, 32, generator=g)  # what the detectors take (multiples of 16)
+FEATS_NAN = torch.rand(4, 3).index_fill_(0, torch.tensor([1]), float("nan"))
 NAN = RGB.clone().index_fill_(0, torch.tensor([0]), float("nan"))
 BOX = torch.tensor([[2.0, 3.0, 12.0, 14.0]])
 XYWH = torch.tensor([[8.0, 9.0, 6.0, 5.0]])  # x, y, w, h: x2 = 6 < x1 = 8 read as xyxy
@@ -908,14 +913,14 @@ FEATURES_CASES = [
     (
         "calibration float labels",
         lambda: expected_calibration_error(PROBS, torch.tensor([0.0, 1.0])),
-        ValueError,
-        r"integer class ids",
+        TypeError,
+        r"integer class labels, got torch.float32: use y.long\(\)",
     ),
     (
         "calibration label 3 of 3",
         lambda: expected_calibration_error(PROBS, torch.tensor([0, 3])),
         ValueError,
-        r"class ids in \[0, 3\)",
+        r"labels in \[0, 2\], got values in \[0, 3\]",
     ),
     (
         "calibration lengths",
@@ -939,7 +944,7 @@ FEATURES_CASES = [
         "reliability_diagram label 3 of 3",
         lambda: reliability_diagram(PROBS, torch.tensor([0, 3])),
         ValueError,
-        r"class ids in \[0, 3\)",
+        r"labels in \[0, 2\], got values in \[0, 3\]",
     ),
     (
         "cluster_scores lengths",
@@ -960,6 +965,29 @@ FEATURES_CASES = [
         ValueError,
         r"mismatched lengths",
     ),
+    ("cosine NaN", lambda: cosine_similarity_matrix(FEATS_NAN), ValueError, r"NaN or infinite"),
+    (
+        "cosine one vector",
+        lambda: cosine_similarity_matrix(torch.rand(3)),
+        ValueError,
+        r"unsqueeze",
+    ),
+    ("neighbours NaN", lambda: nearest_neighbours(FEATS_NAN, 0), ValueError, r"NaN or infinite"),
+    ("topk NaN", lambda: topk_predictions(FEATS_NAN, k=2), ValueError, r"NaN or infinite"),
+    ("topk numpy", lambda: topk_predictions(np.ones((2, 3))), TypeError, r"torch.from_numpy"),
+    (
+        "calibration NaN",
+        lambda: expected_calibration_error(PROBS * float("nan"), torch.tensor([0, 1])),
+        ValueError,
+        r"NaN or infinite",
+    ),
+    (
+        "compare_classifiers float labels",
+        lambda: compare_classifiers({"a": torch.rand(10, 3)}, torch.rand(10)),
+        TypeError,
+        r"integer class labels",
+    ),
+    ("cluster_features NaN", lambda: cluster_features(FEATS_NAN, 2), ValueError, r"NaN"),
 ]
 
 CASES = (

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 
-from ..checks import check_lengths
+from ..checks import check_finite, check_labels, check_lengths
 from ._arrays import as_numpy
 
 __all__ = ["expected_calibration_error", "reliability_diagram"]
@@ -27,6 +28,7 @@ def _confidences_and_hits(probs, labels) -> tuple[np.ndarray, np.ndarray]:
             f"expected probs [N, K] (or confidences [N]) with N > 0, got shape {probs.shape}"
         )
     check_lengths("expected_calibration_error", probs=probs, labels=labels)
+    check_finite(torch.as_tensor(probs), what="expected_calibration_error (probs)")
     if probs.min() < 0 or probs.max() > 1:
         raise ValueError(
             f"probabilities must lie in [0, 1], got values in [{probs.min():.3g}, "
@@ -38,14 +40,8 @@ def _confidences_and_hits(probs, labels) -> tuple[np.ndarray, np.ndarray]:
         return probs, labels.astype(bool)
     if not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
         raise ValueError("each row of probs [N, K] must sum to 1: pass logits.softmax(dim=1)")
-    num_classes = probs.shape[1]
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
-            f"labels must be class ids in [0, {num_classes}), got values in "
-            f"[{labels.min()}, {labels.max()}]"
-        )
+    what = "expected_calibration_error"
+    check_labels(torch.as_tensor(labels), what=what, num_classes=probs.shape[1])
     return probs.max(axis=1), probs.argmax(axis=1) == labels
 
 

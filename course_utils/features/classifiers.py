@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from ..checks import check_lengths
+from ..checks import check_labels, check_lengths, check_matrix
 from ._arrays import as_numpy
 
 __all__ = ["compare_classifiers"]
@@ -21,9 +22,9 @@ __all__ = ["compare_classifiers"]
 def _check_labels(features: np.ndarray, labels, name: str) -> np.ndarray:
     """``features`` must be [N, D] and ``labels`` [N]; returns the labels as a NumPy array."""
     labels = as_numpy(labels).reshape(-1)
-    if features.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D matrix [N, D], got shape {features.shape}")
+    check_matrix(features, what="compare_classifiers", name=name)
     check_lengths(f"compare_classifiers ({name})", features=features, labels=labels)
+    check_labels(torch.as_tensor(labels), what="compare_classifiers")  # classes: integers
     return labels
 
 

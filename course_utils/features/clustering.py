@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.cluster import DBSCAN, KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from ..checks import check_lengths
+from ..checks import check_lengths, check_matrix
 from ._arrays import as_numpy
 
 __all__ = ["cluster_features", "cluster_scores"]
@@ -29,9 +29,7 @@ def cluster_features(
 
     Other ``kwargs`` go to scikit-learn's ``KMeans`` or ``DBSCAN``.
     """
-    features = as_numpy(features)
-    if features.ndim != 2:
-        raise ValueError(f"features must be a 2-D matrix [N, D], got shape {features.shape}")
+    features = as_numpy(check_matrix(features, what="cluster_features"))
     if method == "kmeans":
         if n_clusters is None:
             raise ValueError('method="kmeans" needs n_clusters, e.g. n_clusters=10 for digits')

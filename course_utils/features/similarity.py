@@ -13,18 +13,16 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from ..checks import check_lengths
+from ..checks import check_lengths, check_matrix
 from ..plot import show_images
 from ._arrays import as_numpy
 
 __all__ = ["cosine_similarity_matrix", "nearest_neighbours", "plot_neighbours"]
 
 
-def _as_features(x, name: str) -> torch.Tensor:
+def _as_features(x, name: str, what: str) -> torch.Tensor:
     """``x`` (tensor or array) as a floating-point tensor [N, D]."""
-    x = torch.as_tensor(x)
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D matrix [N, D], got shape {tuple(x.shape)}")
+    x = torch.as_tensor(check_matrix(x, what=what, name=name))
     return x if x.is_floating_point() else x.float()
 
 
@@ -35,8 +33,8 @@ def cosine_similarity_matrix(a, b=None) -> torch.Tensor:
     same way, whatever their length. Normalising the rows first turns the whole matrix into one
     matrix product. A zero row has similarity 0 with everything (as in scikit-learn).
     """
-    a = _as_features(a, "a")
-    b = a if b is None else _as_features(b, "b")
+    a = _as_features(a, "a", "cosine_similarity_matrix")
+    b = a if b is None else _as_features(b, "b", "cosine_similarity_matrix")
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"a [N, D] and b [M, D] need the same D, got {a.shape[1]} and {b.shape[1]}"
@@ -55,7 +53,7 @@ def nearest_neighbours(
 
     Returns ``(indices [k] int64, similarities [k])``, similarities descending.
     """
-    features = _as_features(features, "features")
+    features = _as_features(features, "features", "nearest_neighbours")
     n = len(features)
     try:
         index = operator.index(query)  # an int, NumPy integer or 0-d integer tensor

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..checks import check_finite, check_matrix
 from ._arrays import as_numpy
 
 __all__ = ["topk_predictions", "format_topk"]
@@ -18,9 +19,8 @@ def topk_predictions(logits: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, to
     the result is sorted by probability, highest first, so ``indices[:, 0]`` is the prediction.
     ImageNet results are often quoted as top-5 accuracy: the true class is among ``indices[i]``.
     """
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"expected logits as a tensor [N, K], got {shape}")
+    check_finite(logits, what="topk_predictions")  # a tensor (NumPy gets the fix), no NaN
+    check_matrix(logits, what="topk_predictions", name="logits")
     if not logits.is_floating_point():
         raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
     num_classes = logits.shape[1]
