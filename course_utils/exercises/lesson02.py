@@ -1,4 +1,4 @@
-"""Checkers for the exercises of ``02_cnn_architectures``.
+"""Lesson 02: the checkers of the exercises of ``02_cnn_architectures``.
 
 Each checker builds or calls the learner's answer on a few cases and compares it with what the
 course's :mod:`course_utils.models` computes; a wrong answer fails with a hint about the most
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .. import models
+from ..train import evaluating
 from . import exercise
 
 
@@ -23,9 +24,8 @@ def _module(answer, what: str) -> nn.Module:
 
 def _run(model: nn.Module, x: torch.Tensor, hint: str) -> torch.Tensor:
     """``model(x)`` in eval mode without gradients; a shape error becomes a hint."""
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             return model(x)
     except (RuntimeError, ValueError) as err:  # mismatched channels or sizes
         raise AssertionError(f"{hint} (PyTorch says: {str(err).splitlines()[0]})") from None
