@@ -139,6 +139,15 @@ def test_the_recipe_trains_and_reports_validation_and_test_accuracy():
 
     torch.manual_seed(0)
     model = resnet_small(num_classes=10, in_channels=1, widths=(8, 8, 8))
-    result = train_fashion_classifier(model, epochs=1, lr=3e-3, max_steps_per_epoch=3)
+    result = train_fashion_classifier(model, epochs=1, lr=3e-3, max_steps_per_epoch=5)
     assert result["metric"] == "test_accuracy" and 0 <= result["value"] <= 1
     assert len(result["history"].val_metric) == 1 and result["train_seconds"] > 0
+
+
+def test_the_recipe_refuses_a_schedule_too_short_to_warm_up():
+    from course_utils.models import resnet_small
+    from course_utils.models.fashion_recipes import train_fashion_classifier
+
+    model = resnet_small(num_classes=10, in_channels=1, widths=(8, 8, 8))
+    with pytest.raises(ValueError, match="needs at least 5"):
+        train_fashion_classifier(model, epochs=2, lr=3e-3, max_steps_per_epoch=2)

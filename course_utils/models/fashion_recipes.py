@@ -83,6 +83,11 @@ def train_fashion_classifier(
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * min(len(train), max_steps_per_epoch or len(train))
+    if steps < 5:  # OneCycleLR warms up over a quarter of the steps: it needs more than one
+        raise ValueError(
+            f"train_fashion_classifier: {steps} steps in all, but its one-cycle schedule needs at "
+            "least 5 (a quarter of them warm up); raise epochs or max_steps_per_epoch"
+        )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, lr, total_steps=steps, pct_start=0.25
     )
