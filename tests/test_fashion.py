@@ -151,3 +151,15 @@ def test_the_recipe_refuses_a_schedule_too_short_to_warm_up():
     model = resnet_small(num_classes=10, in_channels=1, widths=(8, 8, 8))
     with pytest.raises(ValueError, match="needs at least 5"):
         train_fashion_classifier(model, epochs=2, lr=3e-3, max_steps_per_epoch=2)
+
+
+def test_random_crop_flip_refuses_what_it_cannot_shift():
+    from course_utils.models.fashion_recipes import random_crop_flip
+
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"add a batch dimension with x.unsqueeze\(0\)"):
+        random_crop_flip(torch.rand(1, 28, 28), 2, g)
+    with pytest.raises(TypeError, match=r"x.float\(\) / 255"):
+        random_crop_flip(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, g)
+    with pytest.raises(ValueError, match="pad must be a whole number"):
+        random_crop_flip(torch.rand(2, 1, 28, 28), -1, g)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import data
+from ..checks import check_images
 from ..train import evaluate, fit
 from ..zoo import Entry
 from .resnet import resnet_small
@@ -32,6 +33,11 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> t
     x: [B, C, H, W] -> [B, C, H, W]. A garment a few pixels to the left, or mirrored, is still
     the same garment, so the model must learn what does not change under these moves.
     """
+    check_images(x, what="random_crop_flip")  # a float batch [B, C, H, W], finite
+    if not isinstance(pad, int) or pad < 0:
+        raise ValueError(
+            f"random_crop_flip: pad must be a whole number of pixels >= 0, got {pad!r}"
+        )
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))  # zeros: Fashion-MNIST's background is black
     dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).tolist()
