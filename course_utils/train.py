@@ -197,6 +197,11 @@ def fit_one_cycle(
     steps = _num_steps(train_loader, fit_kwargs.get("max_steps_per_epoch"))
     if steps is None:
         raise ValueError("fit_one_cycle needs a loader with a length to plan the schedule")
+    if pct_start * epochs * steps == 1:  # OneCycleLR divides by (warm-up steps - 1)
+        raise ValueError(
+            f"fit_one_cycle: pct_start={pct_start} of {epochs * steps} steps is a one-step "
+            "warm-up, which OneCycleLR cannot plan; change epochs, max_steps_per_epoch or pct_start"
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if grad_clip is not None:
 

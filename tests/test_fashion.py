@@ -149,7 +149,7 @@ def test_the_recipe_refuses_a_schedule_too_short_to_warm_up():
     from course_utils.models.fashion_recipes import train_fashion_classifier
 
     model = resnet_small(num_classes=10, in_channels=1, widths=(8, 8, 8))
-    with pytest.raises(ValueError, match="needs at least 5"):
+    with pytest.raises(ValueError, match="one-step warm-up"):
         train_fashion_classifier(model, epochs=2, lr=3e-3, max_steps_per_epoch=2)
 
 

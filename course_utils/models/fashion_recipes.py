@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .. import data
 from ..checks import check_images
-from ..train import evaluate, fit
+from ..train import evaluate, fit_one_cycle
 from ..zoo import Entry
 from .resnet import resnet_small
 
@@ -86,25 +86,15 @@ def train_fashion_classifier(
         generator=torch.Generator().manual_seed(0),
         collate_fn=augment,
     )
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * min(len(train), max_steps_per_epoch or len(train))
-    if steps < 5:  # OneCycleLR warms up over a quarter of the steps: it needs more than one
-        raise ValueError(
-            f"train_fashion_classifier: {steps} steps in all, but its one-cycle schedule needs at "
-            "least 5 (a quarter of them warm up); raise epochs or max_steps_per_epoch"
-        )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, lr, total_steps=steps, pct_start=0.25
-    )
     start = time.perf_counter()
-    history = fit(
+    history = fit_one_cycle(  # AdamW, warm up over a quarter of the steps, then anneal
         model,
         train,
         val,
         epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        lr=lr,
+        pct_start=0.25,
+        weight_decay=weight_decay,
         loss_fn=nn.CrossEntropyLoss(label_smoothing=label_smoothing),
         device=device,
         progress=progress,
