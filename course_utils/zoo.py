@@ -49,7 +49,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from .runtime import device as default_device
 from .runtime import seed_everything, write_atomically
 
-__all__ = ["CheckpointError", "Entry", "REGISTRY", "info", "load", "one_thread", "status"]
+__all__ = ["CheckpointError", "Entry", "REGISTRY", "info", "load", "cpu_threads", "status"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 MANIFEST = "manifest.json"
@@ -75,6 +75,8 @@ class Entry:
     and size, classes, noise schedule): :func:`load` hands it out as ``model.config``.
     ``dtype="float16"`` halves the file; use ``"float32"`` where that costs quality. ``needs``
     names the shipped models its training or its metric loads (a judge, a frozen detector).
+    ``threads`` is the CPU thread count it trains on: the same count gives the same bytes, so a
+    recipe that needs two cores to fit its time budget records it.
     """
 
     name: str
@@ -87,6 +89,7 @@ class Entry:
     config: dict = field(default_factory=dict)
     needs: tuple[str, ...] = ()
     dtype: str = "float16"
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_]+", self.name):
@@ -96,9 +99,10 @@ class Entry:
 
     @property
     def recipe(self) -> dict:
-        """The training recipe as the manifest records it: model, words, one thread, numbers."""
+        """The training recipe as the manifest records it: model, words, threads, numbers."""
         model = f"{_call(self.build)}{self.architecture}"
-        return ({"model": model} if model else {}) | self.notes | {"threads": 1} | self.hyper
+        threads = {"threads": self.threads}
+        return ({"model": model} if model else {}) | self.notes | threads | self.hyper
 
     def train(self, model: nn.Module, **overrides) -> dict:
         """Train ``model`` with this recipe; ``overrides`` (``device=``, ``progress=``, a shorter
@@ -288,15 +292,15 @@ def _architecture_of(state: dict, record: dict, root: Path) -> str:
 
 
 @contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block on one CPU thread, then restore the thread count.
+def cpu_threads(count: int = 1) -> Iterator[None]:
+    """Run the block on ``count`` CPU threads (one by default), then restore the thread count.
 
     A sum split over several threads adds its terms in another order, so trained weights would
-    depend on the machine's core count; on one thread they are the same bytes on the same
+    depend on the machine's core count; on a fixed count they are the same bytes on the same
     processor and torch (another processor may round differently in its vector kernels).
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -361,11 +365,11 @@ def _fingerprint(model: nn.Module, start: dict[str, torch.Tensor]) -> list[float
 
 def fingerprint(entry: Entry) -> list[float]:
     """Rerun the first :data:`FINGERPRINT_STEPS` optimiser steps of ``entry``'s recipe (as
-    :func:`train_checkpoint` runs it: seed 0, one CPU thread) and return their fingerprint."""
+    :func:`train_checkpoint` runs it: seed 0, its CPU threads) and return their fingerprint."""
     seed_everything(0)
     model = entry.build()
     found: list = []
-    with one_thread(), _first_steps(model, found, stop=True):
+    with cpu_threads(entry.threads), _first_steps(model, found, stop=True):
         try:
             entry.train(model)
         except _Stop:
@@ -441,7 +445,7 @@ def trained_here(record: dict) -> bool:
 def train_checkpoint(entry: Entry, *, root: Path = CHECKPOINT_DIR) -> dict:
     """Train ``entry`` from scratch, save ``NAME.safetensors`` and its manifest record.
 
-    Same code, same seed, one CPU thread -> the same bytes on the same processor and torch, so
+    Same code, same seed, same CPU thread count -> the same bytes on the same processor and torch, so
     the sha256 in the manifest documents exactly which weights were shipped; the record says
     where they were trained, and names the module of ``entry.trainer``: the module that lists
     ``entry`` in its ``CHECKPOINTS``, where :func:`load` finds it again. Returns the record.
@@ -451,7 +455,7 @@ def train_checkpoint(entry: Entry, *, root: Path = CHECKPOINT_DIR) -> dict:
     seed_everything(0)  # the untrained weights are part of the recipe too
     model = entry.build()
     first_steps: list = []
-    with one_thread(), _first_steps(model, first_steps, stop=False):
+    with cpu_threads(entry.threads), _first_steps(model, first_steps, stop=False):
         result = entry.train(model)
     state = _state_on_disk(model, entry)
     # the digest inside the file tells a damaged file from a wrong manifest record later

@@ -14,7 +14,7 @@ def one_cpu_thread():
     """The module's tests on one CPU thread. For small models a second thread costs more in
     synchronisation than it saves, and on a busy machine far more (10-20x slower measured with 2
     threads on 2 loaded cores). Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
-    from course_utils.zoo import one_thread
+    from course_utils.zoo import cpu_threads
 
-    with one_thread():
+    with cpu_threads():
         yield

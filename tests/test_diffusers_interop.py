@@ -64,7 +64,7 @@ def _diffusers_loop(scheduler, model, y, steps, seed=0):
 
 @pytest.fixture(scope="module")
 def trained():
-    with zoo.one_thread():
+    with zoo.cpu_threads():
         yield zoo.load("diffusion_digits", device="cpu"), load_judge(device="cpu")
 
 

@@ -673,6 +673,34 @@ def test_train_diffusion_learns_and_is_deterministic():
         )
 
 
+def test_train_diffusion_calls_on_step_after_every_step_with_the_ema_model():
+    from course_utils.data import digits
+    from course_utils.diffusion import ConditionalUNet, NoiseSchedule, train_diffusion
+
+    images, labels = digits(16)
+    seen = []  # (step, a copy of the EMA weights the callback was given)
+
+    def on_step(step, ema_model):
+        seen.append((step, [p.detach().clone() for p in ema_model.parameters()]))
+
+    torch.manual_seed(0)
+    ema, _ = train_diffusion(
+        ConditionalUNet(1, base=8),
+        NoiseSchedule(100),
+        images[:64],
+        labels[:64],
+        epochs=2,
+        batch_size=16,
+        ema_decay=0.9,
+        progress=False,
+        on_step=on_step,
+    )
+    assert [step for step, _ in seen] == list(range(1, 9))  # 64 / 16 = 4 steps per epoch
+    assert not all(torch.equal(a, b) for a, b in zip(seen[0][1], seen[-1][1]))  # it moved
+    # the last call saw the weights that are returned: the callback gets the average, not a copy
+    assert all(torch.equal(a, b) for a, b in zip(seen[-1][1], ema.parameters()))
+
+
 # ------------------------------------------------------------------ classifier guidance
 
 

@@ -24,7 +24,7 @@ from course_utils.features import (
     topk_predictions,
 )
 from course_utils.models import LeNet5, resnet_small
-from course_utils.zoo import one_thread
+from course_utils.zoo import cpu_threads
 
 matplotlib.use("Agg")  # draw into memory: no window, works on CI (switches pyplot if imported)
 
@@ -32,8 +32,8 @@ matplotlib.use("Agg")  # draw into memory: no window, works on CI (switches pypl
 @pytest.fixture(autouse=True)
 def close_figures_and_use_one_thread():
     # Tiny models on tiny batches: a second thread only adds synchronisation (seconds, on a busy
-    # machine). one_thread() restores the thread count for the test modules that run after.
-    with one_thread():
+    # machine). cpu_threads() restores the thread count for the test modules that run after.
+    with cpu_threads():
         yield
     plt.close("all")
 

@@ -203,3 +203,29 @@ def _no_warning():
             yield
 
     return ctx()
+
+
+def test_fashion_reference_is_class_balanced_and_its_floor_is_a_real_against_real_distance():
+    from course_utils.diffusion import fid_floor, reference_images
+
+    images, labels = reference_images("test", per_class=7)
+    assert images.shape == (70, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert labels.tolist() == [c for c in range(10) for _ in range(7)]
+    test_images, test_labels = data.fashion_mnist("test")
+    first_shirt = torch.nonzero(test_labels == 6)[0, 0]
+    assert torch.equal(images[6 * 7], test_images[first_shirt])  # the first of each class
+    judge = load_judge(name="resnet_fashion")
+    assert judge.config["image_size"] == 28
+    floor = fid_floor(judge, per_class=20)
+    train_images = reference_images("train", per_class=20)[0]
+    assert floor == pytest.approx(
+        judge_distance(judge, reference_images("test", per_class=20)[0], train_images)
+    )
+    # real garments against real garments: far below blurred garments and noise at the same count
+    blurred = nn.functional.avg_pool2d(train_images, 5, 1, 2)
+    noise = torch.rand(train_images.shape, generator=torch.Generator().manual_seed(0))
+    reference = reference_images("test", per_class=20)[0]
+    assert 0 < floor < judge_distance(judge, reference, blurred) / 3
+    assert floor < judge_distance(judge, reference, noise) / 10
+    with pytest.raises(ValueError, match="resnet_fashion"):
+        load_judge(name="resnet_fashon")

@@ -12,12 +12,12 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from course_utils.selfsup import SimCLR, linear_probe, nt_xent, pretrain_simclr, random_views
-from course_utils.zoo import one_thread
+from course_utils.zoo import cpu_threads
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
+def _cpu_threads():
+    with cpu_threads():
         yield
 
 

@@ -32,12 +32,12 @@ from course_utils.transfer import (
     set_strategy,
     warmup_cosine,
 )
-from course_utils.zoo import one_thread
+from course_utils.zoo import cpu_threads
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():  # tiny models: threads only add overhead on a busy machine
+def _cpu_threads():
+    with cpu_threads():  # tiny models: threads only add overhead on a busy machine
         yield
 
 

@@ -69,9 +69,22 @@ def trained_in_memory():
     """The same model train_checkpoint saved, re-trained here (training is deterministic)."""
     seed_everything(0)
     model = build()
-    with zoo.one_thread():  # as train_checkpoint does
+    with zoo.cpu_threads():  # as train_checkpoint does
         ENTRY.train(model)
     return model.eval()
+
+
+def test_an_entry_trains_on_the_threads_it_records():
+    assert ENTRY.threads == 1 and ENTRY.recipe["threads"] == 1
+    two = zoo.Entry("two_threads", build, train, {"steps": 1, "lr": 1e-2}, threads=2)
+    assert two.recipe == {"threads": 2, "steps": 1, "lr": 1e-2}
+    before = torch.get_num_threads()
+    with zoo.cpu_threads(2):
+        assert torch.get_num_threads() == 2
+        with zoo.cpu_threads():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
 
 
 def test_round_trip_gives_the_same_outputs(trained):

@@ -9,7 +9,7 @@ and samples by integrating that velocity field as an ODE in a handful of steps
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -108,10 +108,11 @@ def train_flow_matching(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """:func:`~course_utils.diffusion.train_diffusion` with :func:`flow_matching_loss`: a velocity
-    model instead of an ε-model, same arguments (no schedule), same seeding, EMA and return
-    value."""
+    model instead of an ε-model, same arguments (no schedule), same seeding, EMA, ``on_step`` and
+    return value."""
 
     def loss(model, x1, y, generator):
         return flow_matching_loss(model, x1, y, p_uncond, generator=generator)
@@ -128,6 +129,7 @@ def train_flow_matching(
         seed=seed,
         device=device,
         progress=progress,
+        on_step=on_step,
     )
 
 

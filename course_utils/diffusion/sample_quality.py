@@ -33,7 +33,7 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from .. import zoo
+from .. import data, zoo
 from ..checks import (
     check_finite,
     check_images,
@@ -50,6 +50,8 @@ __all__ = [
     "recognition_accuracy",
     "frechet_distance",
     "judge_distance",
+    "reference_images",
+    "fid_floor",
     "sample_scores",
     "nearest_images",
     "memorisation",
@@ -82,10 +84,16 @@ def _check_unit_range(images: torch.Tensor, what: str) -> None:
     check_images(images, what=what, value_range=(0, 1))
 
 
-def load_judge(device: torch.device | str | None = None) -> nn.Module:
-    """The evaluation classifier: the shipped ``resnet_small_digits`` (16x16, [0, 1] input), in
-    eval mode. Any classifier with an ``fc`` head can be passed to the functions below instead."""
-    return zoo.load("resnet_small_digits", device=device).eval()
+def load_judge(
+    device: torch.device | str | None = None, *, name: str = "resnet_small_digits"
+) -> nn.Module:
+    """The evaluation classifier, in eval mode: the shipped ``resnet_small_digits`` (16x16 digits)
+    or ``resnet_fashion`` (28x28 Fashion-MNIST), both taking [0, 1] input. Any classifier with an
+    ``fc`` head can be passed to the functions below instead."""
+    judges = ("resnet_small_digits", "resnet_fashion")
+    if name not in judges:
+        raise ValueError(f"load_judge: the judges are {judges}, got {name!r}")
+    return zoo.load(name, device=device).eval()
 
 
 @torch.no_grad()
@@ -165,6 +173,27 @@ def judge_distance(judge: nn.Module, real: torch.Tensor, generated: torch.Tensor
     check_trained_input(judge, real, what="judge_distance (real)")
     check_trained_input(judge, generated, what="judge_distance (generated)")
     return frechet_distance(extract_features(judge, real), extract_features(judge, generated))
+
+
+#: Real images per class in the reference set of Fashion-MNIST scores (and generated images per
+#: class when a shipped model is scored).
+PER_CLASS = 50
+
+
+def reference_images(split: str = "test", per_class: int = PER_CLASS) -> tuple:
+    """The first ``per_class`` images of each class of a Fashion-MNIST split, in class order:
+    ``(images [10 * per_class, 1, 28, 28] in [0, 1], labels [10 * per_class])``."""
+    images, labels = data.fashion_mnist(split)
+    keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(10)])
+    return images[keep], labels[keep]
+
+
+def fid_floor(judge: nn.Module, per_class: int = PER_CLASS) -> float:
+    """The Fréchet distance between real training and real test images, ``per_class`` of each
+    class: the value a perfect generator would score against :func:`reference_images`."""
+    return judge_distance(
+        judge, reference_images("test", per_class)[0], reference_images("train", per_class)[0]
+    )
 
 
 def sample_scores(

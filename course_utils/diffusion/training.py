@@ -11,6 +11,7 @@ with flow matching (:func:`~course_utils.diffusion.train_flow_matching`).
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -136,6 +137,7 @@ def train_diffusion(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """Train an ε-prediction model on ``images [N, C, H, W]`` in [0, 1] (scaled to [-1, 1] here)
     with :func:`diffusion_loss`, AdamW and an :class:`EMA` of the weights. With a schedule whose
@@ -144,7 +146,8 @@ def train_diffusion(
     ``labels [N]`` (or None for an unconditional model) are dropped to the null class with
     probability ``p_uncond``. Batches, timesteps and noise come from generators seeded with
     ``seed``: on the CPU the same call gives the same weights. Returns ``(ema_model, training loss
-    per epoch)``; ``model`` itself holds the last, un-averaged weights.
+    per epoch)``; ``model`` itself holds the last, un-averaged weights. ``on_step(step, ema_model)``
+    is called after every optimizer step (1, 2, ...): to keep snapshots for a learning curve.
     """
 
     def loss(model, x0, y, generator):
@@ -163,6 +166,7 @@ def train_diffusion(
         device=device,
         progress=progress,
         rescale=schedule.sample_range is not None,
+        on_step=on_step,
     )
 
 
@@ -180,11 +184,12 @@ def train_denoiser(
     device: torch.device | str | None,
     progress: bool,
     rescale: bool = True,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """The loop :func:`train_diffusion` and :func:`~course_utils.diffusion.train_flow_matching`
     share: seeded batches (images scaled from [0, 1] to [-1, 1] when ``rescale``),
     ``loss(model, x0, y, generator)`` per batch, AdamW, EMA after every step. Returns
-    ``(ema_model, training loss per epoch)``."""
+    ``(ema_model, training loss per epoch)``; ``on_step(step, ema_model)`` after every step."""
     # An unconditional model still needs a label column for the TensorDataset: zeros, never used.
     targets = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
     loader, generator = seeded_loader(images, targets, batch_size, seed, rescale)
@@ -195,7 +200,14 @@ def train_denoiser(
 
     ema = EMA(model, ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    optimizer.register_step_post_hook(lambda *_: ema.update(model))  # after every step
+    steps = itertools.count(1)
+
+    def after_step(*_) -> None:
+        ema.update(model)
+        if on_step is not None:
+            on_step(next(steps), ema.model)
+
+    optimizer.register_step_post_hook(after_step)
     history = fit(
         model,
         loader,

@@ -177,7 +177,7 @@ def backbone_features(num_digits: int = NUM_DIGITS) -> tuple[torch.Tensor, torch
     """Penultimate features of the first ``num_digits`` held-out digits (16 px) from the two
     shipped backbones of :data:`BACKBONES`: ``(features_a [n, 64], features_b [n, 128])``."""
     _, x_test, _, _ = data.digits_split(16)
-    with zoo.one_thread():
+    with zoo.cpu_threads():
         return tuple(
             extract_features(zoo.load(name, device="cpu"), x_test[:num_digits], device="cpu")
             for name in BACKBONES
