@@ -304,29 +304,44 @@ def draw_ddim_samples(
     num_steps: int,
     eta: float,
     seed: int = 0,
-    image_shape: tuple[int, ...] = (1, 16, 16),
+    image_shape: tuple[int, ...] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Drawn:
-    """One digit of every class from :func:`~course_utils.diffusion.sample_ddim` with
+    """One sample of every class from :func:`~course_utils.diffusion.sample_ddim` with
     ``num_steps`` steps (in [1, T]) and ``eta`` (in [0, 1]), from the starting noise of ``seed``.
 
     model: a class-conditional denoiser (``num_classes``, ``null_class``), e.g. the zoo's
-    ``diffusion_digits``. data: ``samples`` ``[K, *image_shape]`` in [-1, 1], class k in row k.
+    ``diffusion_fashion``. image_shape: ``(C, H, W)``; by default a shipped model's own (its
+    ``config``), else ``(1, 16, 16)``. class_names: the column labels (default 0 .. K-1).
+    data: ``samples`` ``[K, *image_shape]`` in [-1, 1], class k in row k.
     """
     _check_range("num_steps", num_steps, 1, schedule.num_timesteps, integer=True)
     _check_range("eta", eta, 0, 1)
-    samples = _samples(model, schedule, num_steps, float(eta), 1.0, False, seed, tuple(image_shape))
+    shape = _image_shape(model, image_shape)
+    samples = _samples(model, schedule, num_steps, float(eta), 1.0, False, seed, shape)
 
     fig = Figure(figsize=(11, 2.0), layout="constrained")
     show_grid(
         to01(samples),
-        col_labels=range(len(samples)),
+        col_labels=list(class_names) if class_names is not None else range(len(samples)),
         ncols=len(samples),
-        xlabel="requested digit",
+        xlabel="requested class",
         ax=fig.subplots(),
     )
     kind = "deterministic" if eta == 0 else "stochastic"
     fig.suptitle(f"DDIM, {num_steps} steps, η = {eta:.2f} ({kind}), seed {seed}")
     return Drawn(fig, {"samples": samples})
+
+
+def _image_shape(model: nn.Module, image_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The ``(C, H, W)`` to sample: as given, else a shipped model's (its ``config``), else the
+    16x16 digits'."""
+    if image_shape is not None:
+        return tuple(image_shape)
+    config = getattr(model, "config", None) or {}
+    if "image_size" in config:
+        return (config.get("in_channels", 1), config["image_size"], config["image_size"])
+    return (1, 16, 16)
 
 
 def ddim_widget(
@@ -336,16 +351,26 @@ def ddim_widget(
     eta: float = 0.0,
     max_num_steps: int = 100,
     seed: int = 0,
+    image_shape: tuple[int, ...] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ipywidgets.interactive:
-    """Sliders for the number of steps and η of :func:`draw_ddim_samples`; it redraws when a
-    slider is released (sampling takes a moment)."""
+    """Sliders for the number of steps and η of :func:`draw_ddim_samples` (``image_shape`` and
+    ``class_names`` as there); it redraws when a slider is released (sampling takes a moment)."""
     sliders = {
         "num_steps": _slider(
             ipywidgets.IntSlider, num_steps, 1, max_num_steps, 1, "DDIM steps", False
         ),
         "eta": _slider(ipywidgets.FloatSlider, eta, 0, 1, 0.1, "η", False),
     }
-    return _interactive(functools.partial(draw_ddim_samples, model, schedule, seed=seed), sliders)
+    draw = functools.partial(
+        draw_ddim_samples,
+        model,
+        schedule,
+        seed=seed,
+        image_shape=image_shape,
+        class_names=class_names,
+    )
+    return _interactive(draw, sliders)
 
 
 def draw_guided_samples(

@@ -1,9 +1,12 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
-from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed
+from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed, stub
 
+from course_utils import zoo
+from course_utils.diffusion import Condition, load_judge, recognition_accuracy, sample_ddim, to01
 from course_utils.exercises import lesson07
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -43,11 +46,37 @@ def ddim_step(schedule, eps, t, t_prev, x_t):
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
 
 
+def trailing_timesteps(T, n):
+    steps = [round(T - i * T / n) - 1 for i in range(n)]
+    return list(zip(steps, steps[1:] + [-1]))
+
+
+def spacing_experiment(model, schedule, judge, per_class, seed):
+    labels = torch.arange(10).repeat_interleave(per_class)
+    T = schedule.num_timesteps
+    accuracy = {}
+    for name, pairs in (
+        ("leading", lesson07.ddim_timesteps(T, 5)),
+        ("trailing", trailing_timesteps(T, 5)),
+    ):
+        x = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            for t, t_prev in pairs:
+                x = lesson07.ddim_step(
+                    schedule, model(x, torch.full((len(x),), t), y=labels), t, t_prev, x
+                )
+        accuracy[name] = recognition_accuracy(judge, to01(x), labels)
+    leading, trailing = accuracy["leading"], accuracy["trailing"]
+    better = "tie" if leading == trailing else ("trailing" if trailing > leading else "leading")
+    return {**accuracy, "better": better}
+
+
 CHECKS = {
     "07.1 the forward process q(x_t | x_0)": (lesson07.check_q_sample, q_sample),
     "07.2 the cosine noise schedule": (lesson07.check_cosine_betas, cosine_betas),
     "07.3 the DDPM posterior mean and variance": (lesson07.check_posterior, posterior),
     "07.4 a deterministic DDIM step": (lesson07.check_ddim_step, ddim_step),
+    "07.5 trailing timestep spacing": (lesson07.check_trailing_timesteps, trailing_timesteps),
 }
 
 
@@ -200,3 +229,127 @@ def test_ddim_mistakes_get_hints():
     assert failed(lesson07.check_ddim_step(wraps_at_end), "clean image", "end")
     assert failed(lesson07.check_ddim_step(no_clip), "clip")
     assert failed(lesson07.check_ddim_step(wrong_level), "sqrt(1 - ᾱ_prev)")
+
+
+def test_trailing_mistakes_get_hints():
+    def leading(T, n):
+        return lesson07.ddim_timesteps(T, n)
+
+    def from_T(T, n):
+        steps = [round(T - i * T / n) for i in range(n)]
+        return list(zip(steps, steps[1:] + [-1]))
+
+    def ends_at_zero(T, n):
+        steps = [round(T - i * T / n) - 1 for i in range(n)]
+        return list(zip(steps, steps[1:] + [0]))
+
+    def truncated(T, n):
+        steps = [int(T - i * T / n) - 1 for i in range(n)]
+        return list(zip(steps, steps[1:] + [-1]))
+
+    def upwards(T, n):
+        return trailing_timesteps(T, n)[::-1]
+
+    def fixed_jump(
+        T, n
+    ):  # t_prev = t - T // n: between the listed timesteps when n does not divide T
+        return [(t, t - T // n) for t, _ in trailing_timesteps(T, n)]
+
+    def timesteps_only(T, n):
+        return [t for t, _ in trailing_timesteps(T, n)]
+
+    assert failed(lesson07.check_trailing_timesteps(leading), "leading", "T - 1")
+    assert failed(lesson07.check_trailing_timesteps(from_T), "outside", "subtract 1")
+    assert failed(lesson07.check_trailing_timesteps(ends_at_zero), "t_prev = -1")
+    assert failed(lesson07.check_trailing_timesteps(truncated), "round", "not truncated")
+    assert failed(lesson07.check_trailing_timesteps(upwards), "upwards")
+    assert failed(lesson07.check_trailing_timesteps(fixed_jump), "next timestep")
+    assert failed(lesson07.check_trailing_timesteps(timesteps_only), "(t, t_prev) pairs")
+
+
+def test_trailing_reference_is_diffusers_and_starts_at_the_last_timestep():
+    assert lesson07.diffusers_trailing_timesteps(1000, 5) == [
+        (999, 799),
+        (799, 599),
+        (599, 399),
+        (399, 199),
+        (199, -1),
+    ]
+    for T, n in lesson07.TRAILING_CASES:
+        assert lesson07.diffusers_trailing_timesteps(T, n) == trailing_timesteps(T, n)
+
+
+# ------------------------------------------------------------------ the measurement (07.6)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    with zoo.cpu_threads():
+        yield zoo.load("diffusion_fashion", device="cpu"), load_judge("cpu", name="resnet_fashion")
+
+
+def test_spacing_measurement_passes_when_repeated_and_its_leading_run_is_sample_ddim(shipped):
+    model, judge = shipped
+    with zoo.cpu_threads():
+        assert lesson07.check_spacing_experiment(
+            spacing_experiment, model, judge, per_class=1
+        ).passed
+        schedule = lesson07.NoiseSchedule(**model.config["noise_schedule"])
+        labels = torch.arange(10)
+        leading = lesson07._sample_on(model, schedule, lesson07.ddim_timesteps(1000, 5), labels, 4)
+        library = sample_ddim(
+            model,
+            schedule,
+            (10, 1, 28, 28),
+            num_steps=5,
+            condition=Condition(labels),
+            generator=torch.Generator().manual_seed(4),
+            progress=False,
+        )
+    assert torch.equal(leading, library)
+
+
+def test_spacing_stub_is_not_attempted(shipped):
+    assert lesson07.check_spacing_experiment(stub, *shipped, per_class=1).status == "not attempted"
+
+
+def test_spacing_verdict_against_the_numbers_fails(shipped):
+    model, judge = shipped
+
+    def contrary(*args):
+        out = spacing_experiment(*args)
+        return {
+            **out,
+            "better": {"leading": "trailing", "trailing": "tie", "tie": "leading"}[out["better"]],
+        }
+
+    with zoo.cpu_threads():
+        result = lesson07.check_spacing_experiment(contrary, model, judge, per_class=1)
+    assert failed(result, '"better"', "your numbers")
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The checker's own measurement, fixed: leading 0.4, trailing 0.7 (100 samples)."""
+    monkeypatch.setattr(
+        lesson07,
+        "reference_spacing_experiment",
+        lambda *args: {"leading": 0.4, "trailing": 0.7},
+    )
+    model = SimpleNamespace(config={"noise_schedule": {"num_timesteps": 1000}})
+    return lambda answer: lesson07.check_spacing_experiment(answer, model, None, per_class=10)
+
+
+def test_spacing_measurement_mistakes_get_hints(measured):
+    def answer(leading, trailing, better):
+        return lambda *args: {"leading": leading, "trailing": trailing, "better": better}
+
+    assert measured(answer(0.4, 0.7, "trailing")).passed
+    assert measured(answer(0.41, 0.7, "trailing")).passed  # one sample of 100 may differ
+    assert failed(measured(answer(0.7, 0.4, "leading")), "swapped")
+    assert failed(measured(answer(0.4, 0.4, "tie")), "is the leading one", "my_trailing_timesteps")
+    assert failed(measured(answer(0.4, 0.55, "trailing")), "trailing", "0.700", "manual_seed")
+    assert failed(measured(answer(40.0, 70.0, "trailing")), "fractions")
+    assert failed(measured(answer(0.4, 0.7, "leading")), '"better"', "'trailing'")
+    assert failed(measured(answer(0.4, 0.7, "trailing is better")), '"better"')
+    assert failed(measured(lambda *args: (0.4, 0.7)), "return a dict")

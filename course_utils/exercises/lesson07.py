@@ -2,15 +2,25 @@
 
 Each checker calls the learner's answer on random inputs and edge cases and compares the result
 with the course's own implementation in :mod:`course_utils.diffusion` (``q_sample``,
-``NoiseSchedule``, ``ddpm_step``, ``ddim_step``); a wrong answer fails with a hint about the most
-likely mistake.
+``NoiseSchedule``, ``ddpm_step``, ``ddim_step``), or with diffusers' trailing timesteps; a wrong answer fails with a
+hint about the most likely mistake. Exercise 07.6 is a measurement: its checker repeats it with the
+same seed on the shipped model and the judge, and compares the numbers and the verdict.
 """
 
 import math
 
 import torch
 
-from ..diffusion import NoiseSchedule, ddim_step, ddpm_step, q_sample
+from ..diffusion import (
+    NoiseSchedule,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_step,
+    q_sample,
+    recognition_accuracy,
+    to01,
+)
+from ..train import evaluating
 from . import as_tensor, close, exercise
 
 
@@ -277,3 +287,174 @@ def check_ddim_step(my_ddim_step) -> None:
             "ε̂) / sqrt(ᾱ_t) clipped to [-1, 1], then x_prev = sqrt(ᾱ_prev) x̂_0 + "
             "sqrt(1 - ᾱ_prev) ε̂"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# 07.5 Trailing timestep spacing
+# --------------------------------------------------------------------------------------------
+
+#: The (T, n) the checker tries: step sizes T / n that are whole, fractional, 1 and T.
+TRAILING_CASES = [(1000, 5), (1000, 10), (1000, 3), (1000, 6), (100, 7), (50, 50), (1000, 1)]
+
+
+def diffusers_trailing_timesteps(T: int, n: int) -> list[tuple[int, int]]:
+    """The (t, t_prev) pairs of a DDIM run on diffusers' "trailing" timesteps, last step first:
+    each step goes to the next timestep of ``DDIMScheduler.timesteps``, the last one to -1 (the
+    clean image), as in :func:`~course_utils.diffusion.ddim_timesteps`."""
+    from diffusers import DDIMScheduler  # imported here: only this exercise needs it
+
+    scheduler = DDIMScheduler(num_train_timesteps=T, timestep_spacing="trailing")
+    scheduler.set_timesteps(n)
+    steps = [int(t) for t in scheduler.timesteps]
+    return list(zip(steps, steps[1:] + [-1]))
+
+
+def _as_pairs(out, what: str) -> list[tuple[int, int]]:
+    try:
+        pairs = [(int(t), int(t_prev)) for t, t_prev in out]
+    except (TypeError, ValueError):
+        raise AssertionError(
+            f"{what} should be a list of (t, t_prev) pairs like ddim_timesteps(T, n) returns, "
+            f"got {str(out)[:80]}"
+        ) from None
+    return pairs
+
+
+@exercise("07.5 trailing timestep spacing")
+def check_trailing_timesteps(my_trailing_timesteps) -> None:
+    """``my_trailing_timesteps(T, n) -> [(t, t_prev), ...]``: n steps, the first from t = T - 1,
+    the timesteps of diffusers' ``DDIMScheduler(timestep_spacing="trailing")``, the last step to
+    t_prev = -1."""
+    for T, n in TRAILING_CASES:
+        what = f"my_trailing_timesteps({T}, {n})"
+        pairs = _as_pairs(my_trailing_timesteps(T, n), what)
+        expected = diffusers_trailing_timesteps(T, n)
+        if pairs == expected:
+            continue
+        assert len(pairs) == n, f"{what} should give {n} pairs (one per step), got {len(pairs)}"
+        if pairs == ddim_timesteps(T, n):
+            raise AssertionError(
+                f"{what} returned the leading timesteps of ddim_timesteps (starting at "
+                f"t = {pairs[0][0]}): trailing spacing starts at t = T - 1 = {T - 1}"
+            )
+        if pairs[0][0] == T:
+            raise AssertionError(
+                f"{what} starts at t = {T}, outside the schedule's timesteps 0 ... {T - 1}: count "
+                "down from T and subtract 1 from every timestep"
+            )
+        if pairs[0][0] < pairs[-1][0]:
+            raise AssertionError(f"{what} runs upwards: the sampler goes from noisy to clean")
+        if pairs[-1][1] != -1:
+            raise AssertionError(
+                f"{what} ends with t_prev = {pairs[-1][1]}: the last step goes to t_prev = -1, "
+                "the clean image (ᾱ = 1)"
+            )
+        got, want = [t for t, _ in pairs], [t for t, _ in expected]
+        if got == want:
+            raise AssertionError(
+                f"{what}: the right timesteps, but each step should go to the next timestep of "
+                f"the list ({expected[:2]} ...), got {pairs[:2]} ..."
+            )
+        raise AssertionError(
+            f"{what} gives the timesteps {got}, diffusers' trailing spacing {want}: t_i = "
+            f"round(T - i · T / n) - 1 for i = 0 ... n - 1 (rounded to the nearest integer, "
+            "not truncated)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# 07.6 Leading or trailing at 5 steps, measured
+# --------------------------------------------------------------------------------------------
+
+#: The number of DDIM steps of the spacing measurement.
+SPACING_STEPS = 5
+
+
+@torch.no_grad()
+def _sample_on(model, schedule, pairs, labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Deterministic DDIM (η = 0, x̂_0 clipped) on the given (t, t_prev) pairs, from the noise of
+    ``seed`` drawn on the CPU, for a shipped model (its ``config`` gives the image shape):
+    [N, C, H, W] in [-1, 1] on the CPU."""
+    device = next(model.parameters()).device
+    channels, size = model.config["in_channels"], model.config["image_size"]
+    noise = torch.randn(
+        len(labels), channels, size, size, generator=torch.Generator().manual_seed(seed)
+    )
+    x, y = noise.to(device), labels.to(device)
+    with evaluating(model):
+        for t, t_prev in pairs:
+            eps = model(x, torch.full((len(x),), t, device=device), y=y)
+            x = ddim_step(schedule, eps, t, t_prev, x)
+    return x.cpu()
+
+
+def reference_spacing_experiment(model, schedule, judge, per_class: int, seed: int) -> dict:
+    """The measurement of exercise 07.6: the class accuracy of ``10 * per_class`` DDIM samples
+    with :data:`SPACING_STEPS` steps on leading and on trailing timesteps, from the same noise.
+    Returns ``{"leading": float, "trailing": float}``."""
+    labels = torch.arange(10).repeat_interleave(per_class)
+    T = schedule.num_timesteps
+    spacings = {
+        "leading": ddim_timesteps(T, SPACING_STEPS),
+        "trailing": diffusers_trailing_timesteps(T, SPACING_STEPS),
+    }
+    return {
+        name: recognition_accuracy(
+            judge, to01(_sample_on(model, schedule, pairs, labels, seed)), labels
+        )
+        for name, pairs in spacings.items()
+    }
+
+
+def _verdict(leading: float, trailing: float) -> str:
+    return "tie" if leading == trailing else ("trailing" if trailing > leading else "leading")
+
+
+@exercise("07.6 leading or trailing spacing, measured")
+def check_spacing_experiment(my_spacing_experiment, model, judge, per_class=10, seed=0) -> None:
+    """``my_spacing_experiment(model, schedule, judge, per_class, seed) -> {"leading": float,
+    "trailing": float, "better": "leading" | "trailing" | "tie"}``: class accuracy of 5-step
+    deterministic DDIM samples on each spacing. The checker repeats the measurement with the same
+    seed: the numbers must agree up to one sample, and "better" must say which one is higher."""
+    schedule = NoiseSchedule(**model.config["noise_schedule"])
+    out = my_spacing_experiment(model, schedule, judge, per_class, seed)
+    assert isinstance(out, dict) and {"leading", "trailing", "better"} <= set(out), (
+        'return a dict {"leading": accuracy, "trailing": accuracy, "better": "leading", '
+        f'"trailing" or "tie"}}, got {str(out)[:80]}'
+    )
+    mine = {k: float(out[k]) for k in ("leading", "trailing")}
+    assert all(0 <= v <= 1 for v in mine.values()), (
+        f"accuracies are fractions in [0, 1], got {mine}: recognition_accuracy returns one"
+    )
+    ref = reference_spacing_experiment(model, schedule, judge, per_class, seed)
+    n = 10 * per_class
+    tol = 1.5 / n  # one sample's decision may flip with another batching of the same maths
+
+    def agree(a: float, b: float) -> bool:
+        return abs(a - b) <= tol
+
+    right = all(agree(mine[name], ref[name]) for name in ("leading", "trailing"))
+    if not right and agree(mine["leading"], ref["trailing"]):
+        if agree(mine["trailing"], ref["leading"]):
+            raise AssertionError(
+                f"your numbers are swapped: leading {ref['leading']:.3f}, trailing "
+                f"{ref['trailing']:.3f} in the checker's run"
+            )
+    if not right and agree(mine["trailing"], ref["leading"]):
+        raise AssertionError(
+            f"your trailing accuracy {mine['trailing']:.3f} is the leading one: sample the "
+            "trailing run on my_trailing_timesteps(T, 5), not on ddim_timesteps(T, 5)"
+        )
+    for name in ("leading", "trailing"):
+        assert agree(mine[name], ref[name]), (
+            f"{name}: you measured {mine[name]:.3f}, the checker {ref[name]:.3f} with seed {seed} "
+            f"({n} samples). Start both runs from torch.randn(({n}, 1, 28, 28), "
+            f"generator=torch.Generator().manual_seed(seed)), labels torch.arange(10)"
+            f".repeat_interleave(per_class), {SPACING_STEPS} steps of ddim_step (η = 0, x̂_0 "
+            "clipped), and score recognition_accuracy(judge, to01(x), labels)"
+        )
+    expected = _verdict(mine["leading"], mine["trailing"])
+    assert out["better"] == expected, (
+        f'"better" is {out["better"]!r}, but your numbers (leading {mine["leading"]:.3f}, '
+        f"trailing {mine['trailing']:.3f}) say {expected!r}: compute the verdict from the numbers"
+    )
