@@ -1,23 +1,26 @@
-"""Lessons 07-11: how good are generated digits? Three measurements that need no download.
+"""Lessons 07-11: how good are generated images? Measurements that need no download.
 
 Generative models are judged on two things that pull against each other: *fidelity* (does each
 sample look like a real image of the class it was asked for?) and *diversity* (do the samples
 cover the variety of the real data, or repeat a few favourites?). Big models are scored with an
-Inception network trained on ImageNet; the course's digits get a small "judge" instead: the
-shipped ``resnet_small_digits`` classifier (16x16 input, 99.3 % held-out accuracy), which has
-never seen a generated image.
+Inception network trained on ImageNet; the course's small images get a small "judge" instead, a
+shipped classifier that has never seen a generated image: ``resnet_fashion`` (lesson 02,
+Fashion-MNIST at 28x28) for the garments, ``resnet_small_digits`` (16x16) for the lessons still
+on the digits (:func:`load_judge`).
 
 - :func:`recognition_accuracy` -- fidelity: the fraction of class-conditional samples the judge
-  classifies as the requested class.
+  classifies as the requested class (its accuracy on real test images is the ceiling).
 - :func:`judge_distance` -- fidelity *and* diversity: the Fréchet distance between the judge's
-  64-dimensional penultimate features of real held-out digits and of samples (the FID recipe with
+  64-dimensional penultimate features of real held-out images and of samples (the FID recipe with
   a different feature network, so the numbers are only comparable within this course). A model
-  that draws one perfect "3" every time is recognised 100 % of the time but has a large distance,
-  because its features have no spread.
+  that draws one perfect garment every time is recognised 100 % of the time but has a large
+  distance, because its features have no spread. On few samples the distance is biased upwards:
+  :func:`reference_images` and :func:`fid_floor` give the class-balanced real reference and the
+  real-against-real distance at the same count, the floor every score stands next to.
 - :func:`sample_scores` -- the first two at once, for samples straight from a sampler: what every
   sampling experiment of lessons 07-11 reports (lesson 12 has its own judge, ``diffusion.scene_judge``).
-- :func:`memorisation` -- has the model learned digits, or memorised its 1,347 training images?
-  A sample that is much closer (in pixels) to some training image than real unseen digits ever
+- :func:`memorisation` -- has the model learned the data, or memorised its training images?
+  A sample that is much closer (in pixels) to some training image than real unseen images ever
   are is a near-copy (:func:`nearest_images` finds the closest one).
 
 All functions take images in [0, 1] (diffusion samples live in [-1, 1]: pass ``to01(x)``), except
