@@ -229,3 +229,8 @@ def test_fashion_reference_is_class_balanced_and_its_floor_is_a_real_against_rea
     assert floor < judge_distance(judge, reference, noise) / 10
     with pytest.raises(ValueError, match="resnet_fashion"):
         load_judge(name="resnet_fashon")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="per_class must be a whole number"):
+            reference_images("test", per_class=bad)
+    with pytest.raises(ValueError, match="has only 1000 images"):
+        reference_images("test", per_class=1001)  # 1,000 test images per class

@@ -186,8 +186,19 @@ PER_CLASS = 50
 def reference_images(split: str = "test", per_class: int = PER_CLASS) -> tuple:
     """The first ``per_class`` images of each class of a Fashion-MNIST split, in class order:
     ``(images [10 * per_class, 1, 28, 28] in [0, 1], labels [10 * per_class])``."""
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(
+            f"reference_images: per_class must be a whole number >= 1, got {per_class!r}"
+        )
     images, labels = data.fashion_mnist(split)
-    keep = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(10)])
+    rows = [torch.nonzero(labels == c)[:per_class, 0] for c in range(10)]
+    if min(len(r) for r in rows) < per_class:  # a silently unbalanced set would bias every score
+        fewest = min(len(r) for r in rows)
+        raise ValueError(
+            f"reference_images: the {split!r} split has only {fewest} images of some class, "
+            f"asked for per_class={per_class}"
+        )
+    keep = torch.cat(rows)
     return images[keep], labels[keep]
 
 
