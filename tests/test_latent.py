@@ -28,6 +28,25 @@ def test_vae_shapes_for_each_compression_factor():
         VAE(base=8).decode(torch.zeros(2, 1, 16, 16))  # an image instead of a latent
 
 
+def test_vae_pad_frames_the_image_and_cuts_the_frame_off_again():
+    torch.manual_seed(0)
+    vae = VAE(base=8, pad=2)  # 28x28 garments -> 32x32 -> an 8x8 latent the U-Net can halve twice
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    mean, _ = vae.encode(x)
+    assert mean.shape == (3, 4, 8, 8)
+    assert vae.decode(mean).shape == x.shape
+    # the frame is background (-1): encoding equals an unpadded VAE's on the image framed in black
+    framed = torch.nn.functional.pad(x, [2] * 4, value=-1.0)
+    unpadded = VAE(base=8)
+    unpadded.load_state_dict(vae.state_dict())  # same weights: padding adds no parameter
+    torch.testing.assert_close(mean, unpadded.encode(framed)[0])
+    torch.testing.assert_close(vae.decode(mean), unpadded.decode(mean)[..., 2:30, 2:30])
+    with pytest.raises(
+        ValueError, match=r"after padding by 1\) takes heights and widths divisible"
+    ):
+        VAE(base=8, pad=1).encode(x)  # 30x30 does not divide by 4
+
+
 def test_kl_divergence_refuses_mismatched_or_non_finite_moments():
     mean = torch.zeros(2, 4, 2, 2)
     with pytest.raises(ValueError, match="same shape"):

@@ -24,35 +24,88 @@ import torch
 from torch import nn
 
 from .. import data
-from ..zoo import Entry
+from ..zoo import Entry, load
+from .flow import sample_euler, train_flow_matching
 from .guidance import Condition
 from .recipes import COSINE_1000
-from .sample_quality import fid_floor, load_judge, reference_images, sample_scores
+from .sample_quality import (
+    fid_floor,
+    judge_distance,
+    load_judge,
+    recognition_accuracy,
+    reference_images,
+    sample_scores,
+    to01,
+)
 from .samplers import sample_ddim
 from .schedule import NoiseSchedule
 from .training import train_diffusion
 from .unet import ConditionalUNet
+from .vae import VAE, latent_scale, train_vae
 
-__all__ = ["train_diffusion_fashion"]
+__all__ = [
+    "ddim_50",
+    "decoded",
+    "euler_20",
+    "train_autoencoder_fashion",
+    "train_diffusion_fashion",
+    "train_flow_fashion",
+    "train_latent_diffusion_fashion",
+]
 
 #: The guidance scales every generator is scored at; 3 is the one its headline metric uses.
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0)
 
 
-def _ddim_scores(model: nn.Module, schedule: NoiseSchedule, judge: nn.Module, scale: float) -> dict:
-    """Class accuracy and FID of 500 DDIM-50 samples (50 per class, seed 0) at one guidance scale."""
-    reference, wanted = reference_images()
-    samples = sample_ddim(
-        model,
-        schedule,
-        (len(wanted), 1, 28, 28),
-        num_steps=50,
-        condition=Condition(wanted, guidance_scale=scale),
-        generator=torch.Generator().manual_seed(0),
-        clip_sample=True,
-        use_clipped_model_output=True,
-        progress=False,
+#: ``sample(model, condition) -> images [B, 1, 28, 28] in [-1, 1]``: how a recipe draws its samples.
+Sampler = Callable[[nn.Module, Condition], torch.Tensor]
+
+
+def ddim_50(schedule: NoiseSchedule, shape: tuple[int, ...] = (1, 28, 28)) -> Sampler:
+    """DDIM in 50 steps under ``schedule``: the diffusion models' sampler. Pixels are clipped to
+    their range at every step; latents (``schedule.sample_range`` None) are not bounded."""
+    clip = schedule.sample_range is not None
+
+    def sample(model: nn.Module, condition: Condition) -> torch.Tensor:
+        return sample_ddim(
+            model,
+            schedule,
+            (len(condition.labels), *shape),
+            num_steps=50,
+            condition=condition,
+            generator=torch.Generator().manual_seed(0),
+            clip_sample=clip,
+            use_clipped_model_output=clip,
+            progress=False,
+        )
+
+    return sample
+
+
+def decoded(sample: Sampler, vae: VAE, scale: float) -> Sampler:
+    """A latent sampler followed by the autoencoder's decoder: latents / scale -> pixels."""
+
+    def sample_pixels(model: nn.Module, condition: Condition) -> torch.Tensor:
+        with torch.no_grad():
+            return vae.decode(sample(model, condition) / scale)
+
+    return sample_pixels
+
+
+def euler_20(model: nn.Module, condition: Condition) -> torch.Tensor:
+    """20 Euler steps of a flow-matching model: the flow models' sampler (same network calls as
+    DDIM-20, fewer than DDIM-50)."""
+    shape = (len(condition.labels), 1, 28, 28)
+    generator = torch.Generator().manual_seed(0)
+    return sample_euler(
+        model, shape, num_steps=20, condition=condition, generator=generator, progress=False
     )
+
+
+def _scores(model: nn.Module, sample: Sampler, judge: nn.Module, scale: float) -> dict:
+    """Class accuracy and FID of 500 samples (50 per class, seed 0) at one guidance scale."""
+    reference, wanted = reference_images()
+    samples = sample(model, Condition(wanted, guidance_scale=scale))
     scores = sample_scores(judge, samples, wanted, reference)
     return {"accuracy": scores["recognised"], "fid": scores["fd"]}
 
@@ -69,6 +122,31 @@ def snapshots_at(steps: set[int]) -> tuple[list, Callable[[int, nn.Module], None
             kept.append((step, time.perf_counter() - start, state))
 
     return kept, keep
+
+
+def _score_generator(
+    model: nn.Module, sample: Sampler, kept: list, steps_per_epoch: int, device
+) -> dict:
+    """Score a trained generator (its EMA weights loaded) at every scale of
+    :data:`GUIDANCE_SCALES`, then its ``kept`` snapshots at scale 3: the manifest's flat numbers,
+    ``accuracy_scale_S`` / ``fid_scale_S`` and ``epoch_E_seconds`` / ``_fid`` / ``_accuracy``."""
+    model.eval()
+    judge = load_judge(device, name="resnet_fashion")
+    result = {"metric": "class_accuracy", "fid_floor": fid_floor(judge)}
+    for scale in GUIDANCE_SCALES:
+        scores = _scores(model, sample, judge, scale)
+        result[f"accuracy_scale_{scale:g}"] = scores["accuracy"]
+        result[f"fid_scale_{scale:g}"] = scores["fid"]
+    result["value"] = result["accuracy_scale_3"]
+    earlier = copy.deepcopy(model)
+    for step, seconds, state in kept:
+        earlier.load_state_dict(state)
+        scores = _scores(earlier, sample, judge, 3.0)
+        epoch = step // steps_per_epoch
+        result[f"epoch_{epoch}_seconds"] = seconds
+        result[f"epoch_{epoch}_fid"] = scores["fid"]
+        result[f"epoch_{epoch}_accuracy"] = scores["accuracy"]
+    return result
 
 
 def train_diffusion_fashion(
@@ -112,60 +190,234 @@ def train_diffusion_fashion(
         progress=progress,
         on_step=keep,
     )
-    result = {"metric": "class_accuracy", "train_seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
     model.load_state_dict(ema.state_dict())  # ship the averaged weights
-    model.eval()
-    judge = load_judge(device, name="resnet_fashion")
-    result["fid_floor"] = fid_floor(judge)
-    for scale in GUIDANCE_SCALES:
-        scores = _ddim_scores(model, schedule, judge, scale)
-        result[f"accuracy_scale_{scale:g}"] = scores["accuracy"]
-        result[f"fid_scale_{scale:g}"] = scores["fid"]
-    result["value"] = result["accuracy_scale_3"]
-    earlier = copy.deepcopy(model)
-    for step, seconds, state in kept:
-        earlier.load_state_dict(state)
-        scores = _ddim_scores(earlier, schedule, judge, 3.0)
-        epoch = step // steps_per_epoch
-        result[f"epoch_{epoch}_seconds"] = seconds
-        result[f"epoch_{epoch}_fid"] = scores["fid"]
-        result[f"epoch_{epoch}_accuracy"] = scores["accuracy"]
-    return result
+    scores = _score_generator(model, ddim_50(schedule), kept, steps_per_epoch, device)
+    return scores | {"train_seconds": seconds}
 
+
+def train_flow_fashion(
+    model: nn.Module,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    p_uncond: float,
+    ema_decay: float,
+    curve_epochs: tuple[int, ...] = (),
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """:func:`train_diffusion_fashion` with the flow-matching objective (a velocity model, no
+    noise schedule), scored the same way with 20 Euler steps instead of DDIM-50."""
+    images, labels = data.fashion_mnist("train")
+    steps_per_epoch = len(images) // batch_size
+    kept, keep = snapshots_at({e * steps_per_epoch for e in curve_epochs})
+    start = time.perf_counter()
+    ema, _ = train_flow_matching(
+        model,
+        images,
+        labels,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        p_uncond=p_uncond,
+        ema_decay=ema_decay,
+        device=device,
+        progress=progress,
+        on_step=keep,
+    )
+    seconds = time.perf_counter() - start
+    model.load_state_dict(ema.state_dict())
+    scores = _score_generator(model, euler_20, kept, steps_per_epoch, device)
+    return scores | {"train_seconds": seconds}
+
+
+@torch.no_grad()
+def _encode(vae: VAE, images: torch.Tensor, device) -> torch.Tensor:
+    """Latent means of ``images`` [N, 1, 28, 28] in [0, 1], 1,000 at a time (all 55,000 at once
+    would hold gigabytes of activations): [N, latent_channels, 8, 8] on the CPU."""
+    vae.eval()
+    return torch.cat([vae.encode(x.to(device) * 2 - 1)[0].cpu() for x in images.split(1000)])
+
+
+def train_autoencoder_fashion(
+    model: VAE,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    beta: float,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Train the VAE of latent diffusion (lesson 09) on the 55,000 training images; score its
+    reconstructions decode(μ(x)): how often the judge still reads the 10,000 test images' right,
+    their mean squared error in [0, 1], and the **reconstruction FID**: the floor's 500 training
+    images, reconstructed, against the reference (next to ``fid_floor``). No latent diffusion
+    model can score below it: it can only draw what the decoder draws."""
+    images, _ = data.fashion_mnist("train")
+    train_vae(
+        model,
+        images,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        beta=beta,
+        device=device,
+        progress=progress,
+    )
+
+    def rebuild(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return to01(model.decode(_encode(model, x, device).to(device))).cpu()
+
+    judge = load_judge(device, name="resnet_fashion")
+    test, test_labels = data.fashion_mnist("test")
+    recon = rebuild(test)
+    reference, floor_images = reference_images("test")[0], reference_images("train")[0]
+    return {
+        "metric": "recognised_reconstructions",
+        "value": recognition_accuracy(judge, recon, test_labels),
+        "mse": ((recon - test) ** 2).mean().item(),
+        "fid_floor": fid_floor(judge),
+        "fid_reconstructed": judge_distance(judge, reference, rebuild(floor_images)),
+    }
+
+
+def train_latent_diffusion_fashion(
+    model: nn.Module,
+    *,
+    autoencoder: str,
+    noise_schedule: dict,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    p_uncond: float,
+    ema_decay: float,
+    curve_epochs: tuple[int, ...] = (),
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """:func:`train_diffusion_fashion` on the latent means of the shipped ``autoencoder``, scaled
+    by :func:`~course_utils.diffusion.latent_scale` to unit variance; samples are decoded before
+    they are scored, so the numbers compare with the pixel models'. Also returns the
+    ``latent_scale`` (sampling divides by it before decoding)."""
+    images, labels = data.fashion_mnist("train")
+    vae = load(autoencoder, device=device)
+    scale = latent_scale(vae, images[:5000])  # the std of 5,000 images' latents is enough
+    latents = _encode(vae, images, device) * scale
+    schedule = NoiseSchedule(**noise_schedule)
+    steps_per_epoch = len(images) // batch_size
+    kept, keep = snapshots_at({e * steps_per_epoch for e in curve_epochs})
+    start = time.perf_counter()
+    ema, _ = train_diffusion(
+        model,
+        schedule,
+        latents,
+        labels,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        p_uncond=p_uncond,
+        ema_decay=ema_decay,
+        device=device,
+        progress=progress,
+        on_step=keep,
+    )
+    seconds = time.perf_counter() - start
+    model.load_state_dict(ema.state_dict())
+    sample = decoded(ddim_50(schedule, tuple(latents.shape[1:])), vae, scale)
+    scores = _score_generator(model, sample, kept, steps_per_epoch, device)
+    return scores | {"train_seconds": seconds, "latent_scale": scale}
+
+
+#: The numbers both pixel generators train with (the diffusion model adds its noise schedule).
+_RECIPE = {
+    "epochs": 12,
+    "lr": 1e-3,
+    "batch_size": 128,
+    "p_uncond": 0.1,
+    "ema_decay": 0.999,
+    "curve_epochs": [3, 6, 9],
+}
+# the 16x16 digits' U-Net, unchanged: 28x28 halves twice to 7x7 (no padding to 32 needed)
+_PIXEL_UNET = functools.partial(ConditionalUNet, in_channels=1, base=32, num_classes=10)
+_PIXELS = {"in_channels": 1, "image_size": 28, "sample_range": [-1, 1], "num_classes": 10}
+_CONDITIONAL = {"null_class": 10, "guidance": "classifier-free (conditioning dropout 0.1)"}
+_NOTES = {"data": "fashion_mnist: train 55,000", "optimizer": "AdamW, constant lr"}
+#: The latents are not bounded like pixels: no clipping to a sample range.
+_LATENT_SCHEDULE = COSINE_1000 | {"sample_range": None}
 
 #: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
 CHECKPOINTS = (
     Entry(
         "diffusion_fashion",
-        # the 16x16 digits' U-Net, unchanged: 28x28 halves twice to 7x7 (no padding to 32 needed)
-        functools.partial(ConditionalUNet, in_channels=1, base=32, num_classes=10),
+        _PIXEL_UNET,
         train_diffusion_fashion,
-        {
-            "noise_schedule": COSINE_1000,
-            "epochs": 12,
-            "lr": 1e-3,
-            "batch_size": 128,
-            "p_uncond": 0.1,
-            "ema_decay": 0.999,
-            "curve_epochs": [3, 6, 9],
-        },
-        notes={
-            "data": "fashion_mnist: train 55,000",
-            "objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped",
-            "optimizer": "AdamW, constant lr",
-        },
+        _RECIPE | {"noise_schedule": COSINE_1000},
+        notes=_NOTES
+        | {"objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped"},
         architecture=", null class 10",
         description="Class-conditional diffusion model of Fashion-MNIST (lessons 07-08)",
+        needs=("resnet_fashion",),
+        config=_PIXELS | _CONDITIONAL | {"objective": "epsilon", "noise_schedule": COSINE_1000},
+        threads=2,
+    ),
+    Entry(
+        "flow_fashion",
+        _PIXEL_UNET,
+        train_flow_fashion,
+        # ten epochs, not twelve: what fitted beside the rest of a 3-hour working session
+        _RECIPE | {"epochs": 10},
+        notes=_NOTES
+        | {
+            "objective": "flow matching (straight paths, velocity x1 - noise, t ~ U[0, 1] fed as "
+            "1000 t), conditioning dropout p_uncond; EMA weights shipped"
+        },
+        architecture=", null class 10",
+        description="Class-conditional flow-matching model of Fashion-MNIST (lesson 10)",
+        needs=("resnet_fashion",),
+        config=_PIXELS
+        | _CONDITIONAL
+        | {"objective": "flow matching", "time": "flow time in [0, 1], fed as 1000 t"},
+        threads=2,
+    ),
+    Entry(
+        "autoencoder_fashion",
+        functools.partial(VAE, in_channels=1, latent_channels=4, base=32, downsamples=2, pad=2),
+        train_autoencoder_fashion,
+        {"epochs": 10, "lr": 1e-3, "batch_size": 128, "beta": 1e-3},
+        notes=_NOTES | {"objective": "MSE + beta * KL per latent entry"},
+        architecture=": 28x28, framed to 32x32 -> 4x8x8",
+        description="VAE compressing 28x28 garments to 4x8x8 latents (lesson 09)",
         needs=("resnet_fashion",),
         config={
             "in_channels": 1,
             "image_size": 28,
-            "sample_range": [-1, 1],
-            "num_classes": 10,
-            "null_class": 10,
-            "guidance": "classifier-free (conditioning dropout 0.1)",
+            "input_range": [-1, 1],
+            "pad": 2,
+            "latent": [4, 8, 8],
+        },
+        threads=2,
+    ),
+    Entry(
+        "latent_diffusion_fashion",
+        functools.partial(ConditionalUNet, in_channels=4, base=32, num_classes=10),
+        train_latent_diffusion_fashion,
+        _RECIPE
+        | {"epochs": 30, "noise_schedule": _LATENT_SCHEDULE, "autoencoder": "autoencoder_fashion"},
+        notes=_NOTES
+        | {"objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped"},
+        architecture=" on the 4x8x8 latents of autoencoder_fashion, scaled by latent_scale",
+        description="Class-conditional latent diffusion model of Fashion-MNIST (lesson 09)",
+        needs=("autoencoder_fashion", "resnet_fashion"),
+        config={"in_channels": 4, "image_size": 8, "sample_range": None, "num_classes": 10}
+        | _CONDITIONAL
+        | {
             "objective": "epsilon",
-            "noise_schedule": COSINE_1000,
+            "noise_schedule": _LATENT_SCHEDULE,
+            "autoencoder": "autoencoder_fashion",
         },
         threads=2,
     ),

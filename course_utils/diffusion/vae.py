@@ -46,18 +46,28 @@ def _block(in_channels: int, out_channels: int) -> nn.Sequential:
 class VAE(nn.Module):
     """A convolutional VAE that downsamples ``downsamples`` times by 2 (factor f = 2^downsamples).
 
-    Shapes: x [B, in_channels, H, W] (H, W divisible by f) -> latent [B, latent_channels, H/f, W/f]
-    -> reconstruction [B, in_channels, H, W]. With the defaults a 16x16 digit (256 numbers)
-    becomes a 4 x 4x4 latent (64 numbers).
+    Shapes: x [B, in_channels, H, W] (H + 2 pad, W + 2 pad divisible by f) -> latent
+    [B, latent_channels, (H + 2 pad)/f, (W + 2 pad)/f] -> reconstruction [B, in_channels, H, W].
+    With the defaults a 16x16 digit (256 numbers) becomes a 4 x 4x4 latent (64 numbers).
+
+    ``pad`` pixels of background (-1, black) are added on every side before encoding and cut off
+    after decoding: a 28x28 garment padded by 2 becomes a 4 x 8x8 latent, a grid the latent U-Net
+    can halve twice (7x7, from no padding, it cannot).
     """
 
     def __init__(
-        self, in_channels: int = 1, latent_channels: int = 4, base: int = 32, downsamples: int = 2
+        self,
+        in_channels: int = 1,
+        latent_channels: int = 4,
+        base: int = 32,
+        downsamples: int = 2,
+        pad: int = 0,
     ) -> None:
         super().__init__()
         if base % 8:
             raise ValueError(f"base must be a multiple of 8 (GroupNorm with 8 groups), got {base}")
         self.factor = 2**downsamples
+        self.pad = pad
         self.in_channels = in_channels
         self.latent_channels = latent_channels
         widths = [base * 2**i for i in range(downsamples + 1)]  # e.g. 32, 64, 128
@@ -72,16 +82,22 @@ class VAE(nn.Module):
         self.decoder = nn.Sequential(*decoder, nn.Conv2d(widths[0], in_channels, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, H, W] in [-1, 1] -> (μ, log σ²), each [B, latent_channels, H/f, W/f]."""
-        check_images(x, what="VAE.encode", channels=self.in_channels, multiple_of=self.factor)
+        """x [B, C, H, W] in [-1, 1] -> (μ, log σ²), each [B, latent_channels, h, w] with
+        h = (H + 2 pad) / f, w = (W + 2 pad) / f."""
+        check_images(x, what="VAE.encode", channels=self.in_channels)
         check_signed_images(x, what="VAE.encode")
+        x = F.pad(x, [self.pad] * 4, value=-1.0)  # a black frame: background, like the images'
+        what = "VAE.encode" + (f" (sizes after padding by {self.pad})" if self.pad else "")
+        check_images(x, what=what, multiple_of=self.factor)
         mean, logvar = self.to_moments(self.encoder(x)).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)  # keeps exp() finite early in training
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, latent_channels, h, w] -> x̂ [B, C, h f, w f] (not clipped)."""
+        """z [B, latent_channels, h, w] -> x̂ [B, C, h f - 2 pad, w f - 2 pad] (not clipped)."""
         check_images(z, what="VAE.decode", channels=self.latent_channels)
-        return self.decoder(z)
+        x = self.decoder(z)
+        p = self.pad
+        return x[..., p : x.shape[-2] - p, p : x.shape[-1] - p]  # the frame off again
 
     def forward(
         self, x: torch.Tensor, generator: torch.Generator | None = None
