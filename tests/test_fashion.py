@@ -163,3 +163,17 @@ def test_random_crop_flip_refuses_what_it_cannot_shift():
         random_crop_flip(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, g)
     with pytest.raises(ValueError, match="pad must be a whole number"):
         random_crop_flip(torch.rand(2, 1, 28, 28), -1, g)
+
+
+def test_class_subset_keeps_the_classes_asked_for_relabelled_in_their_order():
+    from course_utils.models.fashion_recipes import class_subset
+
+    images = torch.arange(6.0).view(6, 1, 1, 1)
+    labels = torch.tensor([7, 2, 0, 2, 9, 7])
+    kept, relabelled = class_subset(images, labels, [7, 2])
+    assert kept.flatten().tolist() == [0.0, 1.0, 3.0, 5.0]  # the 7s and 2s, in their order
+    assert relabelled.tolist() == [0, 1, 1, 0]  # 7 -> 0 and 2 -> 1: the order of `classes`
+    assert class_subset(images, labels, None)[1] is labels
+    for bad in ([], [2, 2], [3, 10]):
+        with pytest.raises(ValueError, match="distinct Fashion-MNIST labels 0-9"):
+            class_subset(images, labels, bad)
