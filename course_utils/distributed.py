@@ -15,9 +15,10 @@ does the rest::
 
 Run without ``torchrun`` the same script trains on one device: :func:`setup` then starts nothing
 and :func:`fit` is the plain loop. This module is also that script, training LeNet-5 on the
-embedded digits::
+shipped Fashion-MNIST (55,000 training images padded to LeNet-5's 32x32; the 5,000 validation
+images after every epoch, the 10,000 test images once at the end)::
 
-    torchrun --standalone --nproc-per-node 2 -m course_utils.distributed --epochs 10
+    torchrun --standalone --nproc-per-node 2 -m course_utils.distributed --epochs 2
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 
 from . import data, train
 from .models import LeNet5
@@ -218,61 +220,91 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> bool:
     return wrote
 
 
-def _datasets(name: str):
-    """``(train, test)`` datasets of ``[1, 32, 32]`` images, the input size of LeNet-5."""
-    if name == "digits":
-        return (data.load_dataset("digits", train=split, size=32) for split in (True, False))
-    from torchvision import transforms
+def _datasets(name: str, train_images: int | None, eval_images: int | None):
+    """``(train, val, test)`` datasets of ``[1, 32, 32]`` images in [0, 1], the input size of
+    LeNet-5: 28x28 padded with 2 black pixels per side, as its authors padded MNIST's digits.
 
-    if is_main():  # one process downloads, the others wait and then read the files
-        data.mnist(download=True)
-    barrier()
-    pad = transforms.Compose([transforms.Pad(2), transforms.ToTensor()])  # 28 -> 32, as in 1998
-    return (data.mnist(train=split, transform=pad) for split in (True, False))
+    ``"fashion"`` is the shipped Fashion-MNIST (its train / val / test splits); ``"mnist"`` the
+    online MNIST, whose last 5,000 training images serve as the validation split. Only the first
+    ``train_images`` training and ``eval_images`` validation and test images are kept (``None``:
+    all of them), for quick runs.
+    """
+    if name == "fashion":
+        parts = {split: data.fashion_mnist(split) for split in ("train", "val", "test")}
+        train_set, val_set, test_set = (
+            TensorDataset(F.pad(images, (2, 2, 2, 2)), labels)  # black pixels: the background
+            for images, labels in parts.values()
+        )
+    else:
+        from torchvision import transforms
+
+        if is_main():  # one process downloads, the others wait and then read the files
+            data.mnist(download=True)
+        barrier()
+        pad = transforms.Compose([transforms.Pad(2), transforms.ToTensor()])
+        full, test_set = (data.mnist(train=split, transform=pad) for split in (True, False))
+        train_set, val_set = Subset(full, range(55_000)), Subset(full, range(55_000, 60_000))
+
+    def first(dataset, limit: int | None):
+        return dataset if limit is None else Subset(dataset, range(min(limit, len(dataset))))
+
+    return first(train_set, train_images), first(val_set, eval_images), first(test_set, eval_images)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Train LeNet-5 with :func:`fit` on one device or under ``torchrun``;
-    rank 0 prints the progress and saves the weights and the history. Returns the history."""
+    """Train LeNet-5 with :func:`fit` on one device or under ``torchrun``; rank 0 prints the
+    progress, scores the test set once at the end and saves the weights and the history.
+    Returns the history, with the test scores under ``"test"``."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--data", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--data", choices=["fashion", "mnist"], default="fashion")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32, help="per rank")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--max-steps", type=int, default=None, help="per epoch (quick runs)")
+    parser.add_argument("--train-images", type=int, default=None, help="the first N (quick runs)")
+    parser.add_argument(
+        "--eval-images", type=int, default=None, help="the first N of val and test (quick runs)"
+    )
     parser.add_argument("--out", type=Path, default=Path("checkpoints/lenet5_ddp.pt"))
     args = parser.parse_args(argv)
 
     dev = setup()
     seed_everything(0)  # the same on every rank; DDP copies rank 0's weights anyway
-    train_set, test_set = _datasets(args.data)
+    train_set, val_set, test_set = _datasets(args.data, args.train_images, args.eval_images)
     # each rank its own share of every epoch, dealt like cards from one shuffle of the indices
     sampler = DistributedSampler(train_set, num_replicas=world_size(), rank=rank(), shuffle=True)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
-    test_loader = DataLoader(test_set, batch_size=256)
     if is_main():
         print(
-            f"{world_size()} process(es) on {dev}, {len(train_set)} training images, batch "
-            f"{args.batch_size} per rank = {args.batch_size * world_size()} per optimizer step",
+            f"{world_size()} process(es) on {dev}, {len(train_set):,} training images, batch "
+            f"{args.batch_size} per rank = {args.batch_size * world_size()} per optimizer step, "
+            f"{len(train_loader)} steps per epoch on every rank",
             flush=True,
         )
     model = LeNet5()
     history = fit(
         model,
         train_loader,
-        test_loader,
+        DataLoader(val_set, batch_size=500),  # chooses nothing here, but would: validation
         epochs=args.epochs,
         optimizer=torch.optim.AdamW(model.parameters(), lr=args.lr),
         device=dev,
         max_steps_per_epoch=args.max_steps,
-    )
+    ).as_dict()
     save_checkpoint(model, args.out)
-    if is_main():
-        args.out.with_suffix(".json").write_text(json.dumps(history.as_dict(), indent=1))
-        print(f"test accuracy {history.val_metric[-1]:.4f} (rank 0, the whole test set)")
-        print(f"saved {args.out} and {args.out.with_suffix('.json').name}", flush=True)
+    if is_main():  # the test set, once, at the end, on rank 0 (the others are done)
+        history["test"] = train.evaluate(model, DataLoader(test_set, batch_size=500), device=dev)
+        history["test"]["images"] = len(test_set)
+        args.out.with_suffix(".json").write_text(json.dumps(history, indent=1))
+        print(
+            f"validation accuracy by epoch: {', '.join(f'{a:.4f}' for a in history['val_metric'])}"
+            f"\ntest accuracy {history['test']['accuracy']:.4f} on {len(test_set):,} test images "
+            f"(rank 0, once, at the end)\nsaved {args.out} and "
+            f"{args.out.with_suffix('.json').name}",
+            flush=True,
+        )
     cleanup()
-    return history.as_dict()
+    return history
 
 
 if __name__ == "__main__":

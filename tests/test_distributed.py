@@ -6,6 +6,7 @@ each rank ends with; the test then compares the ranks with each other and with o
 training on the same data order with a twice larger batch.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -230,13 +231,29 @@ def test_example_script_trains_and_saves_a_loadable_checkpoint(tmp_path, monkeyp
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv("COURSE_DEVICE", "cpu")
     out = tmp_path / "lenet.pt"
-    history = distributed.main(["--epochs", "2", "--max-steps", "3", "--out", str(out)])
-    assert len(history["train_loss"]) == 2 and (out.with_suffix(".json")).exists()
+    argv = ["--epochs", "2", "--max-steps", "3", "--eval-images", "200", "--out", str(out)]
+    history = distributed.main(argv)  # Fashion-MNIST, padded to LeNet-5's 32x32
+    assert len(history["train_loss"]) == len(history["val_metric"]) == 2
+    assert json.loads(out.with_suffix(".json").read_text()) == history
     model = models.LeNet5()
     model.load_state_dict(torch.load(out))
-    test_set = data.load_dataset("digits", train=False, size=32)
-    scores = evaluate(model, DataLoader(test_set, batch_size=256), device=CPU)
-    assert scores["accuracy"] == pytest.approx(history["val_metric"][-1])
+    scored_by_split = {"val": history["val_metric"][-1], "test": history["test"]["accuracy"]}
+    for split, scored in scored_by_split.items():
+        images, labels = data.fashion_mnist(split)
+        padded = TensorDataset(nn.functional.pad(images[:200], (2, 2, 2, 2)), labels[:200])
+        scores = evaluate(model, DataLoader(padded, batch_size=64), device=CPU)
+        assert scores["accuracy"] == pytest.approx(scored), split
+    assert history["test"]["images"] == 200
+
+
+def test_example_script_datasets_are_lenet_sized_and_limited():
+    train_set, val_set, test_set = distributed._datasets("fashion", 100, 30)
+    assert [len(s) for s in (train_set, val_set, test_set)] == [100, 30, 30]
+    x, y = train_set[0]
+    assert x.shape == (1, 32, 32) and 0 <= x.min() and x.max() <= 1 and 0 <= int(y) < 10
+    assert x[:, :2].abs().sum() == 0 and x[:, :, -2:].abs().sum() == 0  # the black border
+    full = distributed._datasets("fashion", None, None)
+    assert [len(s) for s in full] == [55_000, 5_000, 10_000]
 
 
 if __name__ == "__main__":  # run by torchrun from the first test

@@ -2,8 +2,17 @@ import math
 
 import pytest
 import torch
-from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed
+from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed, stub
 
+from course_utils import zoo
+from course_utils.diffusion import (
+    Condition,
+    load_judge,
+    recognition_accuracy,
+    sample_euler,
+    sample_heun,
+    to01,
+)
 from course_utils.exercises import lesson10
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -160,3 +169,103 @@ def test_eps_to_velocity_reference_matches_finite_differences():
         -math.pi / 2 * math.cos(phase),
     )
     torch.testing.assert_close(v, (point(t + dt) - point(t - dt)) / (2 * dt), atol=1e-3, rtol=1e-3)
+
+
+# ------------------------------------------------------------------ 10.5, a measurement
+
+
+def solver_experiment(model, judge, per_class, calls, seed):
+    labels = torch.arange(10).repeat_interleave(per_class)
+    noise = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    accuracy = {}
+    for name, sampler, steps in (("euler", sample_euler, calls), ("heun", sample_heun, calls // 2)):
+        x = sampler(
+            model,
+            noise.shape,
+            num_steps=steps,
+            condition=Condition(labels, guidance_scale=3.0),
+            x_T=noise,
+            progress=False,
+        )
+        accuracy[name] = recognition_accuracy(judge, to01(x), labels)
+    euler, heun = accuracy["euler"], accuracy["heun"]
+    better = "tie" if euler == heun else ("heun" if heun > euler else "euler")
+    return {**accuracy, "better": better}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped flow model and the judge, on the CPU. The tests compare the learner's numbers
+    with the checker's own run, never with fixed values: they hold for any flow model."""
+    with zoo.cpu_threads():
+        yield zoo.load("flow_fashion", device="cpu"), load_judge("cpu", name="resnet_fashion")
+
+
+def test_solver_measurement_passes_when_repeated(shipped):
+    with zoo.cpu_threads():
+        result = lesson10.check_solver_experiment(solver_experiment, *shipped, per_class=1, calls=4)
+    assert result.passed, result
+
+
+def test_solver_stub_is_not_attempted(shipped):
+    result = lesson10.check_solver_experiment(stub, *shipped, per_class=1, calls=4)
+    assert result.status == "not attempted"
+
+
+def test_solver_verdict_against_the_numbers_fails(shipped):
+    def contrary(*args):
+        out = solver_experiment(*args)
+        return {**out, "better": {"euler": "heun", "heun": "tie", "tie": "euler"}[out["better"]]}
+
+    with zoo.cpu_threads():
+        result = lesson10.check_solver_experiment(contrary, *shipped, per_class=1, calls=4)
+    assert failed(result, '"better"', "your numbers")
+
+
+def test_solver_reference_runs_the_library_samplers_at_equal_calls(shipped, monkeypatch):
+    """The reference's Euler and Heun runs are sample_euler with `calls` steps and sample_heun with
+    `calls // 2` steps: count the network calls."""
+    model, judge = shipped
+    calls = []
+    original = type(model).forward
+
+    def counting(self, x, t, y=None):
+        calls.append(len(x))
+        return original(self, x, t, y=y)
+
+    monkeypatch.setattr(type(model), "forward", counting)
+    with zoo.cpu_threads():
+        lesson10.reference_solver_experiment(model, judge, per_class=1, calls=4, seed=0)
+    assert len(calls) == 4 + 2 * 2  # guidance runs both predictions in one doubled batch
+    assert set(calls) == {20}
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The checker's own measurement, fixed: Euler 0.4, Heun 0.7 (100 samples); Heun with twice
+    the steps (the equal-calls mistake) 0.55."""
+    monkeypatch.setattr(
+        lesson10, "reference_solver_experiment", lambda *args: {"euler": 0.4, "heun": 0.7}
+    )
+    monkeypatch.setattr(lesson10, "_solver_labels_and_noise", lambda *args: (None, None))
+    monkeypatch.setattr(lesson10, "_solver_accuracy", lambda *args: 0.55)
+    return lambda answer: lesson10.check_solver_experiment(answer, None, None, per_class=10)
+
+
+def test_solver_measurement_mistakes_get_hints(measured):
+    def answer(euler, heun, better):
+        return lambda *args: {"euler": euler, "heun": heun, "better": better}
+
+    assert measured(answer(0.4, 0.7, "heun")).passed
+    assert measured(answer(0.41, 0.7, "heun")).passed  # one sample of 100 may differ
+    assert failed(measured(answer(0.7, 0.4, "euler")), "swapped")
+    assert failed(measured(answer(0.4, 0.55, "heun")), "calls // 2", "network calls")
+    assert failed(measured(answer(0.4, 0.9, "heun")), "heun", "0.700", "manual_seed")
+    assert failed(measured(answer(0.2, 0.7, "heun")), "euler", "0.400", "guidance_scale=3")
+    assert failed(measured(answer(40.0, 70.0, "heun")), "fractions")
+    assert failed(measured(answer(0.4, 0.7, "euler")), '"better"', "'heun'")
+    assert failed(measured(answer(0.4, 0.7, "Heun is better")), '"better"')
+    assert failed(measured(lambda *args: (0.4, 0.7)), "return a dict")
+    assert failed(
+        lesson10.check_solver_experiment(answer(0.4, 0.7, "heun"), None, None, calls=5), "even"
+    )

@@ -1,7 +1,11 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
-from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed
+from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed, stub
 
+from course_utils import zoo
+from course_utils.diffusion import load_judge, reference_images, sample_scores
 from course_utils.exercises import lesson11
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -43,6 +47,32 @@ def training_pair(scheduler, x0, noise, t):
 
 def swap(scheduler, new_class, **overrides):
     return new_class.from_config(scheduler.config, **overrides)
+
+
+def order_experiment(model, judge, per_class, seed):
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    labels = torch.arange(10).repeat_interleave(per_class)
+    reference = reference_images("test", per_class)[0]
+    config = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").config
+    distance = {}
+    for order in (1, 2):
+        scheduler = DPMSolverMultistepScheduler.from_config(
+            config, thresholding=True, solver_order=order
+        )
+        scheduler.set_timesteps(10)
+        x = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+        null = torch.full_like(labels, 10)
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                t_batch = t.expand(len(x))
+                eps_cond = model(x, t_batch, labels)
+                eps_uncond = model(x, t_batch, null)  # two calls: the same maths as one doubled
+                x = scheduler.step(eps_uncond + 3 * (eps_cond - eps_uncond), t, x).prev_sample
+        distance[f"order_{order}"] = sample_scores(judge, x, labels, reference)["fd"]
+    first, second = distance["order_1"], distance["order_2"]
+    better = "tie" if first == second else ("order_2" if second < first else "order_1")
+    return {**distance, "better": better}
 
 
 CHECKS = {
@@ -163,3 +193,62 @@ def test_reference_loop_matches_course_ddim():
         progress=False,
     )
     torch.testing.assert_close(got, ours, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ 11.5, a measurement
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    with zoo.cpu_threads():
+        yield zoo.load("diffusion_fashion", device="cpu"), load_judge("cpu", name="resnet_fashion")
+
+
+@pytest.mark.filterwarnings("ignore:frechet_distance on")
+def test_order_measurement_passes_when_repeated(shipped):
+    model, judge = shipped
+    with zoo.cpu_threads():
+        result = lesson11.check_order_experiment(order_experiment, model, judge, per_class=1)
+    assert result.passed, result
+
+
+def test_order_stub_is_not_attempted(shipped):
+    assert lesson11.check_order_experiment(stub, *shipped, per_class=1).status == "not attempted"
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The checker's own measurement, fixed: order 1 at 0.90, order 2 at 0.80 (100 samples)."""
+    monkeypatch.setattr(
+        lesson11, "reference_order_experiment", lambda *args: {"order_1": 0.9, "order_2": 0.8}
+    )
+    model = SimpleNamespace(config={})
+    return lambda answer: lesson11.check_order_experiment(answer, model, None, per_class=10)
+
+
+def test_order_measurement_mistakes_get_hints(measured):
+    def answer(first, second, better):
+        return lambda *args: {"order_1": first, "order_2": second, "better": better}
+
+    assert measured(answer(0.9, 0.8, "order_2")).passed
+    assert measured(answer(0.905, 0.8, "order_2")).passed  # another batching moves it a little
+    assert failed(measured(answer(0.8, 0.9, "order_1")), "swapped")
+    assert failed(measured(answer(0.8, 0.8, "tie")), "order-2 one", "solver_order=1")
+    assert failed(measured(answer(0.9, 1.2, "order_1")), "order_2", "0.800", "manual_seed")
+    assert failed(measured(answer(-0.9, 0.8, "order_2")), "never negative")
+    assert failed(measured(answer(0.9, 0.8, "order_1")), '"better"', "'order_2'")
+    assert failed(measured(answer(0.9, 0.8, "order 2 is better")), '"better"')
+    assert failed(measured(lambda *args: (0.9, 0.8)), "return a dict")
+
+
+def test_order_verdict_against_the_numbers_fails(monkeypatch):
+    monkeypatch.setattr(
+        lesson11, "reference_order_experiment", lambda *args: {"order_1": 0.9, "order_2": 0.8}
+    )
+
+    def contrary(*args):
+        return {"order_1": 0.9, "order_2": 0.8, "better": "order_1"}
+
+    model = SimpleNamespace(config={})
+    result = lesson11.check_order_experiment(contrary, model, None, per_class=10)
+    assert failed(result, "the lower distance is better")

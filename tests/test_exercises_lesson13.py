@@ -5,7 +5,9 @@ import torch
 from exercise_testing import assert_right_answers_pass, assert_stub_not_attempted, failed
 from torch import nn
 
+from course_utils import data
 from course_utils.exercises import lesson13
+from course_utils.models import LeNet5
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -32,10 +34,39 @@ def data_parallel_grads(model, x, y, world_size):
     return [torch.stack(gs).mean(0) for gs in zip(*per_copy)]
 
 
+def scaling_experiment(seed):
+    images, labels = data.fashion_mnist("train")
+    x, y = nn.functional.pad(images[:2048], (2, 2, 2, 2)), labels[:2048]
+    val_images, val_labels = data.fashion_mnist("val")
+    x_val, y_val = nn.functional.pad(val_images[:1000], (2, 2, 2, 2)), val_labels[:1000]
+
+    def one_pass(batch_size, lr):
+        torch.manual_seed(seed)
+        model = LeNet5()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(xb), yb).backward()
+            optimizer.step()
+        with torch.no_grad():
+            return (model(x_val).argmax(1) == y_val).float().mean().item()
+
+    out = {"small": one_pass(32, 0.05), "large": one_pass(128, 0.05)}
+    out["large_scaled"] = one_pass(128, 0.05 * 128 / 32)
+    gap, gap_scaled = abs(out["large"] - out["small"]), abs(out["large_scaled"] - out["small"])
+    closer = "large_scaled" if gap_scaled < gap else "large"
+    out["closer"] = "tie" if gap == gap_scaled else closer
+    return out
+
+
 CHECKS = {
     "13.1 shard indices": (lesson13.check_shard, shard),
     "13.2 learning-rate scaling": (lesson13.check_scale_lr, scale_lr),
     "13.3 averaging gradients": (lesson13.check_data_parallel_grads, data_parallel_grads),
+    "13.4 the linear scaling rule, measured": (
+        lesson13.check_scaling_experiment,
+        scaling_experiment,
+    ),
 }
 
 
@@ -115,3 +146,31 @@ def test_gradient_hints():
     assert failed(lesson13.check_data_parallel_grads(first_shard), "first shard")
     assert failed(lesson13.check_data_parallel_grads(sum_loss), "mean")
     assert failed(lesson13.check_data_parallel_grads(lambda m, x, y, w: []), "one gradient")
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The checker's own measurement, fixed: small 0.41, large 0.20, large_scaled 0.41."""
+    ref = {"small": 0.41, "large": 0.20, "large_scaled": 0.41}
+    monkeypatch.setattr(lesson13, "reference_scaling_experiment", lambda seed: dict(ref))
+    right = {**ref, "closer": "large_scaled"}
+    return lambda **answer: lesson13.check_scaling_experiment(lambda seed: {**right, **answer})
+
+
+def test_scaling_measurement_mistakes_get_hints(measured):
+    assert measured().passed
+    assert measured(small=0.415).passed  # within 10 of the 1,000 validation images
+    assert failed(measured(large_scaled=0.20), "unscaled rate", "lr=0.05 * 128 / 32")
+    assert failed(measured(large=0.35), "large: you measured 0.350", "ONE pass", "fewer steps")
+    assert failed(measured(closer="large"), '"closer"', "your numbers", "'large_scaled'")
+    assert failed(measured(small=41), "fractions in [0, 1]")
+    assert failed(lesson13.check_scaling_experiment(lambda seed: [0.4, 0.2]), "return a dict")
+
+
+def test_scaling_verdict_follows_the_learners_numbers(measured):
+    # the verdict is judged on the learner's numbers (within tolerance of the checker's)
+    assert measured(small=0.40, large=0.195, large_scaled=0.405, closer="large_scaled").passed
+    equal = measured(small=0.40, large=0.20, large_scaled=0.40, closer="tie")
+    assert failed(equal, "'large_scaled'")
+    assert lesson13._closer(0.4, 0.3, 0.5) == "tie"
+    assert lesson13._closer(0.4, 0.35, 0.5) == "large"

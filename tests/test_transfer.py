@@ -277,7 +277,8 @@ def test_fine_tune_learns_and_is_deterministic():
     a, b = run("full"), run("full")
     assert a == b
     assert a["train_loss"][-1] < a["train_loss"][0]
-    assert len(a["test_accuracy"]) == 3
+    assert len(a["held_out_accuracy"]) == 3
+    assert a["best_epoch"] == 3 and a["accuracy"] == a["held_out_accuracy"][-1]  # no early stop
     # three epochs of gradual unfreezing: the head, then layer3, then layer2
     model, _ = model_and_blocks()
     expected = sum(
@@ -292,6 +293,54 @@ def test_fine_tune_learns_and_is_deterministic():
             strategy="full",
             epochs=1,
             lr=1e-3,
+        )
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_stops_after_patience(monkeypatch):
+    from course_utils.transfer import loops
+
+    source, _, test = tiny_problem()
+    scripted = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.95])  # validation accuracy of epochs 1, 2, ...
+    saved = {}
+    real_fit = loops.fit
+
+    def fit(model, *args, **kwargs):  # the real epoch, then the scripted validation accuracy
+        history = real_fit(model, *args, **kwargs)
+        history.val_metric = [next(scripted)]
+        saved[len(saved) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return history
+
+    monkeypatch.setattr(loops, "fit", fit)
+    model, blocks = model_and_blocks()
+    result = fine_tune(
+        model,
+        blocks,
+        source,
+        test,
+        strategy="full",
+        epochs=6,
+        lr=1e-2,
+        batch_size=16,
+        patience=2,
+        progress=False,
+    )
+    # epoch 2 is the best; epochs 3 and 4 do not beat it, so training stops after epoch 4
+    assert result["held_out_accuracy"] == [0.5, 0.7, 0.6, 0.65]
+    assert result["best_epoch"] == 2 and result["accuracy"] == 0.7
+    state = model.state_dict()
+    assert all(torch.equal(state[k], saved[2][k]) for k in state)  # epoch 2's weights are back
+    assert not all(torch.equal(saved[4][k], saved[2][k]) for k in state)
+    with pytest.raises(ValueError, match="patience is a number of epochs >= 1"):
+        fine_tune(
+            model,
+            blocks,
+            source,
+            test,
+            strategy="full",
+            epochs=1,
+            lr=1e-3,
+            patience=0,
+            progress=False,
         )
 
 

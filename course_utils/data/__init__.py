@@ -7,6 +7,8 @@ notebooks run offline, in a lecture hall or on a train:
 * :func:`fashion_mnist` -- Fashion-MNIST's 70,000 real 28x28 garment images in ten classes
   (``FASHION_CLASSES``), shipped in ``data/fashion_mnist`` and checked against their sha256, as
   train (55,000), validation (5,000) and test (10,000) splits: the course's main data set.
+* :func:`mnist_5k` -- 5,000 real MNIST digits at 28x28, shipped in ``data/mnist_5k``, as fixed
+  train (3,500), validation (500) and test (1,000) splits: lesson 05's target domain.
 * :func:`digits` / :func:`digits_split` -- scikit-learn's 1,797 real handwritten 8x8 digits, as
   tensors, optionally resized, with one fixed stratified train/test split for every lesson.
 * :class:`FolderDataset` and :func:`make_image_folder` -- the ``root/<class>/<image>`` layout most
@@ -40,6 +42,8 @@ from .folder import *  # noqa: F403
 from .folder import __all__ as _folder
 from .handwritten import *  # noqa: F403
 from .handwritten import __all__ as _handwritten
+from .mnist_digits import *  # noqa: F403
+from .mnist_digits import __all__ as _mnist_digits
 from .online import *  # noqa: F403
 from .online import __all__ as _online
 from .photos import *  # noqa: F403
@@ -49,4 +53,14 @@ from .scenes import __all__ as _scenes
 from .shapes import *  # noqa: F403
 from .shapes import __all__ as _shapes
 
-__all__ = [*_fashion, *_photos, *_handwritten, *_folder, *_scenes, *_captions, *_shapes, *_online]
+__all__ = [
+    *_fashion,
+    *_mnist_digits,
+    *_photos,
+    *_handwritten,
+    *_folder,
+    *_scenes,
+    *_captions,
+    *_shapes,
+    *_online,
+]

@@ -1,4 +1,4 @@
-"""Lessons 07-11: the shipped generative models and the autoencoder of lesson 09, their recipes.
+"""Lessons 08-09, until they move to Fashion-MNIST: the digits generative models and their recipes.
 
 Every model is judged the same way: how often the shipped classifier ``resnet_small_digits``
 recognises the requested digit in 500 samples (50 per class), guided and unguided. Each entry's
@@ -17,7 +17,6 @@ from torch import nn
 
 from .. import data
 from ..zoo import Entry, load
-from .flow import sample_euler, train_flow_matching
 from .guidance import Condition, NoisyClassifier, train_noisy_classifier
 from .sample_quality import load_judge, recognition_accuracy, to01
 from .samplers import sample_ddim
@@ -29,7 +28,6 @@ from .vae import VAE, latent_scale, train_vae
 __all__ = [
     "train_autoencoder_digits",
     "train_diffusion_digits",
-    "train_flow_digits",
     "train_noisy_classifier_digits",
 ]
 
@@ -155,51 +153,6 @@ def train_diffusion_digits(
     return _recognised(ddim, {"value": 3.0, "recognised_unguided": 1.0}, device) | extra
 
 
-def train_flow_digits(
-    model: nn.Module,
-    *,
-    size: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    p_uncond: float,
-    ema_decay: float,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> dict:
-    """Train a class-conditional flow-matching model (rectified flow) on the training digits, the
-    same network and recipe as ``diffusion_digits`` with the velocity objective; keep its EMA
-    weights; measure how often 20 Euler steps produce the requested digit (500 samples) with
-    guidance scale 2 and without guidance.
-    """
-    x_train, _, y_train, _ = data.digits_split(size=size)
-    ema, _ = train_flow_matching(
-        model,
-        x_train,
-        y_train,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        p_uncond=p_uncond,
-        ema_decay=ema_decay,
-        device=device,
-        progress=progress,
-    )
-    model.load_state_dict(ema.state_dict())
-
-    def euler(scale: float, wanted: torch.Tensor) -> torch.Tensor:
-        return sample_euler(
-            model,
-            (len(wanted), 1, size, size),
-            num_steps=20,
-            condition=Condition(wanted, guidance_scale=scale),
-            generator=torch.Generator().manual_seed(0),
-            progress=False,
-        )
-
-    return _recognised(euler, {"value": 2.0, "recognised_unguided": 1.0}, device)
-
-
 def train_noisy_classifier_digits(
     model: nn.Module,
     *,
@@ -252,7 +205,7 @@ def train_noisy_classifier_digits(
 _PIXELS = {"in_channels": 1, "image_size": 16, "sample_range": [-1, 1], "num_classes": 10}
 _CONDITIONAL = {"null_class": 10, "guidance": "classifier-free (conditioning dropout 0.1)"}
 
-#: The numbers of every diffusion and flow-matching recipe (flow matching has no noise schedule).
+#: The numbers of the digits diffusion recipes (pixel and latent).
 _DIFFUSION_RECIPE = {
     "size": 16,
     "noise_schedule": COSINE_1000,
@@ -309,23 +262,6 @@ CHECKPOINTS = (
             "noise_schedule": _LATENT_SCHEDULE,
             "autoencoder": "autoencoder_digits",
         },
-    ),
-    Entry(
-        "flow_digits",
-        _PIXEL_UNET,
-        train_flow_digits,
-        {k: v for k, v in _DIFFUSION_RECIPE.items() if k != "noise_schedule"},
-        notes={
-            "objective": "flow matching (straight paths, velocity x1 - noise, t ~ U[0, 1] fed as "
-            "1000 t), conditioning dropout p_uncond; EMA weights shipped"
-        }
-        | _CONSTANT_LR,
-        architecture=", null class 10",
-        description="Class-conditional flow-matching model of the 16x16 digits (lesson 10)",
-        needs=("resnet_small_digits",),
-        config=_PIXELS
-        | _CONDITIONAL
-        | {"objective": "flow matching", "time": "flow time in [0, 1], fed as 1000 t"},
     ),
     Entry(
         "noisy_classifier_digits",

@@ -85,11 +85,11 @@ class VAE(nn.Module):
         """x [B, C, H, W] in [-1, 1] -> (μ, log σ²), each [B, latent_channels, h, w] with
         h = (H + 2 pad) / f, w = (W + 2 pad) / f."""
         check_images(x, what="VAE.encode", channels=self.in_channels)
-        check_signed_images(x, what="VAE.encode")
-        x = F.pad(x, [self.pad] * 4, value=-1.0)  # a black frame: background, like the images'
+        framed = F.pad(x, [self.pad] * 4, value=-1.0)  # a black frame: background, like the images'
         what = "VAE.encode" + (f" (sizes after padding by {self.pad})" if self.pad else "")
-        check_images(x, what=what, multiple_of=self.factor)
-        mean, logvar = self.to_moments(self.encoder(x)).chunk(2, dim=1)
+        check_images(framed, what=what, multiple_of=self.factor)
+        check_signed_images(x, what="VAE.encode")
+        mean, logvar = self.to_moments(self.encoder(framed)).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)  # keeps exp() finite early in training
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -2,15 +2,23 @@
 
 Each checker calls the learner's answer on a few inputs and compares the result with the course's
 own implementation in :mod:`course_utils.transfer`; a wrong answer fails with a hint about the most
-likely mistake.
+likely mistake. Exercise 05.5 is a measurement: its checker repeats the learner's experiment with
+the same seed and judges the numbers and the verdict drawn from them.
 """
 
+import copy
 import math
 
 import torch
 
 from ..models import resnet_small
-from ..transfer import discriminative_groups, resnet_blocks, warmup_cosine
+from ..transfer import (
+    discriminative_groups,
+    fine_tune,
+    replace_head,
+    resnet_blocks,
+    warmup_cosine,
+)
 from . import exercise
 
 
@@ -98,3 +106,83 @@ def check_reverse_gradient(reverse_gradient) -> None:
     conv = torch.nn.Conv2d(3, 4, 3)
     reverse_gradient.apply(conv(torch.randn(1, 3, 8, 8)), 1.0).sum().backward()
     assert conv.weight.grad is not None, "the gradient must flow back to the layer before"
+
+
+# --------------------------------------------------------------------------------------------
+# 05.5 Partial or full fine-tuning with 10 labels per class, measured
+# --------------------------------------------------------------------------------------------
+
+#: The settings of the measurement of exercise 05.5 (the learner's run must use the same).
+TUNING_SETTINGS = {"epochs": 5, "lr": 3e-3, "decay": 0.3, "batch_size": 32}
+
+
+def reference_tuning_experiment(source_model, train, held_out, seed: int) -> dict:
+    """The measurement of exercise 05.5: for ``"partial"`` and ``"full"``, seed torch with
+    ``seed``, copy ``source_model`` with a fresh 10-class head (``replace_head``), and train it
+    with ``fine_tune`` (:data:`TUNING_SETTINGS`, no augmentation) on ``train``; the result is the
+    accuracy on ``held_out`` after the last epoch. Returns ``{"partial": float, "full": float}``."""
+    device = next(source_model.parameters()).device
+    out = {}
+    for strategy in ("partial", "full"):
+        torch.manual_seed(seed)
+        model = replace_head(copy.deepcopy(source_model), num_classes=10)
+        out[strategy] = fine_tune(
+            model,
+            resnet_blocks(model),
+            train,
+            held_out,
+            strategy=strategy,
+            device=device,
+            progress=False,
+            **TUNING_SETTINGS,
+        )["accuracy"]
+    return out
+
+
+def _better(partial: float, full: float) -> str:
+    return "tie" if partial == full else ("full" if full > partial else "partial")
+
+
+@exercise("05.5 partial or full fine-tuning, measured")
+def check_tuning_experiment(my_tuning_experiment, source_model, train, held_out, seed=0) -> None:
+    """``my_tuning_experiment(source_model, train, held_out, seed) -> {"partial": float, "full":
+    float, "better": "partial" | "full" | "tie"}``: the held-out accuracy after partial and after
+    full fine-tuning of a copy of ``source_model`` on ``train``. The checker repeats the
+    measurement with the same seed: the numbers must agree up to one image, and "better" must say
+    which one is higher."""
+    out = my_tuning_experiment(source_model, train, held_out, seed)
+    assert isinstance(out, dict) and {"partial", "full", "better"} <= set(out), (
+        'return a dict {"partial": accuracy, "full": accuracy, "better": "partial", "full" or '
+        f'"tie"}}, got {str(out)[:80]}'
+    )
+    mine = {k: float(out[k]) for k in ("partial", "full")}
+    assert all(0 <= v <= 1 for v in mine.values()), (
+        f"accuracies are fractions in [0, 1], got {mine}: fine_tune's 'accuracy' is one"
+    )
+    ref = reference_tuning_experiment(source_model, train, held_out, seed)
+    n = len(held_out[1])
+    tol = 1.5 / n  # one image's decision may flip with another order of the same sums
+
+    def agree(a: float, b: float) -> bool:
+        return abs(a - b) <= tol
+
+    right = all(agree(mine[k], ref[k]) for k in ("partial", "full"))
+    if not right and agree(mine["partial"], ref["full"]) and agree(mine["full"], ref["partial"]):
+        raise AssertionError(
+            f"your numbers are swapped: partial {ref['partial']:.3f}, full {ref['full']:.3f} in "
+            "the checker's run"
+        )
+    for name in ("partial", "full"):
+        assert agree(mine[name], ref[name]), (
+            f"{name}: you measured {mine[name]:.3f}, the checker {ref[name]:.3f} with seed {seed} "
+            f"({n} held-out images). For each strategy: torch.manual_seed(seed), then model = "
+            "replace_head(copy.deepcopy(source_model), num_classes=10), then fine_tune(model, "
+            f"resnet_blocks(model), train, held_out, strategy={name!r}, "
+            + ", ".join(f"{k}={v}" for k, v in TUNING_SETTINGS.items())
+            + ") without a transform, and its 'accuracy'"
+        )
+    expected = _better(mine["partial"], mine["full"])
+    assert out["better"] == expected, (
+        f'"better" is {out["better"]!r}, but your numbers (partial {mine["partial"]:.3f}, full '
+        f"{mine['full']:.3f}) say {expected!r}: compute the verdict from the numbers"
+    )

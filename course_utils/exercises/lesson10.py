@@ -1,9 +1,10 @@
 """Lesson 10: checkers for the exercises of ``10_flow_matching``.
 
-Each checker calls the learner's answer on random inputs and compares the result with the course's
-own implementation in :mod:`course_utils.diffusion` (or, where the package has no single function
-for it, a reference written out here); a wrong answer fails with a hint about the most likely
-mistake.
+Exercises 10.1-10.4: each checker calls the learner's answer on random inputs and compares the
+result with the course's own implementation in :mod:`course_utils.diffusion` (or, where the package
+has no single function for it, a reference written out here); a wrong answer fails with a hint
+about the most likely mistake. Exercise 10.5 is a measurement: the checker repeats it with the same
+seed and judges the learner's numbers and verdict.
 """
 
 import math
@@ -11,7 +12,16 @@ import math
 import torch
 from torch import nn
 
-from ..diffusion import FLOW_TIME_SCALE, fm_path, fm_target, sample_euler
+from ..diffusion import (
+    FLOW_TIME_SCALE,
+    Condition,
+    fm_path,
+    fm_target,
+    recognition_accuracy,
+    sample_euler,
+    sample_heun,
+    to01,
+)
 from . import as_tensor, close, exercise
 
 
@@ -279,4 +289,105 @@ def check_eps_to_velocity(my_eps_to_velocity) -> None:
     raise AssertionError(
         f"the velocity differs from d_alpha x̂1 + d_sigma eps (largest gap "
         f"{(out.double() - expected).abs().max():.3g})"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 10.5 Euler against Heun at equal network calls, measured
+# --------------------------------------------------------------------------------------------
+
+#: The guidance scale of the measurement: the one the shipped models are scored at.
+SOLVER_GUIDANCE = 3.0
+
+
+def _solver_labels_and_noise(model, per_class: int, seed: int):
+    """The labels ``arange(10)`` each ``per_class`` times, and the starting noise
+    [10 * per_class, C, H, W] drawn on the CPU from ``seed`` (the image shape from the shipped
+    model's config)."""
+    labels = torch.arange(10).repeat_interleave(per_class)
+    channels, size = model.config["in_channels"], model.config["image_size"]
+    generator = torch.Generator().manual_seed(seed)
+    return labels, torch.randn(len(labels), channels, size, size, generator=generator)
+
+
+def _solver_accuracy(model, judge, sampler, steps: int, labels, noise) -> float:
+    x = sampler(
+        model,
+        tuple(noise.shape),
+        num_steps=steps,
+        condition=Condition(labels, guidance_scale=SOLVER_GUIDANCE),
+        x_T=noise,
+        progress=False,
+    )
+    return recognition_accuracy(judge, to01(x), labels)
+
+
+def reference_solver_experiment(model, judge, per_class: int, calls: int, seed: int) -> dict:
+    """The measurement of exercise 10.5: the class accuracy of ``10 * per_class`` samples of the
+    flow model ``model`` (guidance :data:`SOLVER_GUIDANCE`) with Euler in ``calls`` steps and Heun
+    in ``calls // 2`` steps, from the same noise. Returns ``{"euler": float, "heun": float}``."""
+    labels, noise = _solver_labels_and_noise(model, per_class, seed)
+    return {
+        "euler": _solver_accuracy(model, judge, sample_euler, calls, labels, noise),
+        "heun": _solver_accuracy(model, judge, sample_heun, calls // 2, labels, noise),
+    }
+
+
+def _solver_verdict(euler: float, heun: float) -> str:
+    return "tie" if euler == heun else ("heun" if heun > euler else "euler")
+
+
+@exercise("10.5 Euler against Heun at equal calls, measured")
+def check_solver_experiment(my_solver_experiment, model, judge, per_class=10, calls=4, seed=0):
+    """``my_solver_experiment(model, judge, per_class, calls, seed) -> {"euler": float, "heun":
+    float, "better": "euler" | "heun" | "tie"}``: class accuracy of Euler with ``calls`` steps and
+    Heun with ``calls // 2`` steps (the same number of network calls) on the flow model. The checker
+    repeats the measurement with the same seed: the numbers must agree up to one sample, and
+    "better" must say which one is higher."""
+    assert calls >= 2 and calls % 2 == 0, (
+        f"calls must be an even number >= 2 (Heun makes two calls per step), got {calls}"
+    )
+    out = my_solver_experiment(model, judge, per_class, calls, seed)
+    assert isinstance(out, dict) and {"euler", "heun", "better"} <= set(out), (
+        'return a dict {"euler": accuracy, "heun": accuracy, "better": "euler", "heun" or '
+        f'"tie"}}, got {str(out)[:80]}'
+    )
+    mine = {k: float(out[k]) for k in ("euler", "heun")}
+    assert all(0 <= v <= 1 for v in mine.values()), (
+        f"accuracies are fractions in [0, 1], got {mine}: recognition_accuracy returns one"
+    )
+    ref = reference_solver_experiment(model, judge, per_class, calls, seed)
+    n = 10 * per_class
+    tol = 1.5 / n  # one sample's decision may flip with another batching of the same maths
+
+    def agree(a: float, b: float) -> bool:
+        return abs(a - b) <= tol
+
+    right = all(agree(mine[name], ref[name]) for name in ("euler", "heun"))
+    if not right and agree(mine["euler"], ref["heun"]) and agree(mine["heun"], ref["euler"]):
+        raise AssertionError(
+            f"your numbers are swapped: Euler {ref['euler']:.3f}, Heun {ref['heun']:.3f} in the "
+            "checker's run"
+        )
+    if not agree(mine["heun"], ref["heun"]):
+        labels, noise = _solver_labels_and_noise(model, per_class, seed)
+        heun_twice = _solver_accuracy(model, judge, sample_heun, calls, labels, noise)
+        if agree(mine["heun"], heun_twice) and not agree(heun_twice, ref["heun"]):
+            raise AssertionError(
+                f"your Heun run matches Heun with {calls} steps, which makes {2 * calls} network "
+                f"calls: at equal cost Heun takes calls // 2 = {calls // 2} steps"
+            )
+    for name in ("euler", "heun"):
+        steps = calls if name == "euler" else calls // 2
+        assert agree(mine[name], ref[name]), (
+            f"{name}: you measured {mine[name]:.3f}, the checker {ref[name]:.3f} with seed {seed} "
+            f"({n} samples, {steps} steps). Start both runs from x_T = torch.randn(({n}, 1, 28, "
+            "28), generator=torch.Generator().manual_seed(seed)), labels torch.arange(10)"
+            ".repeat_interleave(per_class), Condition(labels, guidance_scale="
+            f"{SOLVER_GUIDANCE:g}), and score recognition_accuracy(judge, to01(x), labels)"
+        )
+    expected = _solver_verdict(mine["euler"], mine["heun"])
+    assert out["better"] == expected, (
+        f'"better" is {out["better"]!r}, but your numbers (Euler {mine["euler"]:.3f}, Heun '
+        f"{mine['heun']:.3f}) say {expected!r}: compute the verdict from the numbers"
     )

@@ -3,12 +3,17 @@
 Each checker calls the learner's answer on small random inputs and compares the result with a
 reference built from diffusers itself and from the course's :mod:`course_utils.diffusion`
 (``NoiseSchedule``, ``q_sample``); a wrong answer fails with a hint about the most likely mistake.
+Exercise 11.5 is a measurement: its checker repeats it with the same seed on the shipped model and
+the judge, and compares the numbers and the verdict.
 """
+
+import warnings
 
 import torch
 from torch import nn
 
-from ..diffusion import NoiseSchedule, q_sample
+from ..diffusion import NoiseSchedule, q_sample, reference_images, sample_scores
+from ..train import evaluating
 from . import close, exercise
 
 
@@ -253,3 +258,121 @@ def check_swap(my_swap) -> None:
             )
         assert close(new.alphas_cumprod, old.alphas_cumprod), "the ᾱ_t must stay the same"
     assert dict(old.config) == before, "the old scheduler's config must not change"
+
+
+# --------------------------------------------------------------------------------------------
+# 11.5 DPM-Solver++ of order 1 or 2, measured
+# --------------------------------------------------------------------------------------------
+
+#: The settings of the order measurement: steps, guidance scale, the orders compared.
+ORDER_STEPS, ORDER_GUIDANCE, ORDERS = 10, 3.0, (1, 2)
+
+
+def _dpm_solver(model, solver_order: int):
+    """DPM-Solver++ with clipped x̂_0 on the shipped model's training schedule (from its config)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    names = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
+    noise_schedule = model.config["noise_schedule"]
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=noise_schedule["num_timesteps"],
+        beta_schedule=names[noise_schedule["beta_schedule"]],
+        thresholding=True,
+        solver_order=solver_order,
+    )
+
+
+@torch.no_grad()
+def _guided_samples(model, scheduler, labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """The lesson's loop (``sample_with``): :data:`ORDER_STEPS` steps of ``scheduler`` with
+    classifier-free guidance at :data:`ORDER_GUIDANCE`, one call on the doubled batch [labels,
+    null labels] per step, from the noise of ``seed`` drawn on the CPU: [N, 1, 28, 28] in [-1, 1]."""
+    device = next(model.parameters()).device
+    channels, size = model.config["in_channels"], model.config["image_size"]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((len(labels), channels, size, size), generator=g).to(device)
+    scheduler.set_timesteps(ORDER_STEPS, device=device)
+    x = x * scheduler.init_noise_sigma
+    y = labels.to(device)
+    both_labels = torch.cat([y, torch.full_like(y, model.config["null_class"])])
+    with evaluating(model):
+        for t in scheduler.timesteps:
+            x_in = scheduler.scale_model_input(x, t)
+            t_batch = t.expand(len(y))
+            both = model(torch.cat([x_in, x_in]), torch.cat([t_batch, t_batch]), both_labels)
+            eps_cond, eps_uncond = both.chunk(2)
+            eps = eps_uncond + ORDER_GUIDANCE * (eps_cond - eps_uncond)
+            x = scheduler.step(eps, t, x).prev_sample
+    return x.cpu()
+
+
+def _distance(judge, x: torch.Tensor, labels: torch.Tensor, per_class: int) -> float:
+    with warnings.catch_warnings():  # fewer samples than features: the bias is the point here
+        warnings.filterwarnings("ignore", message="frechet_distance on")
+        return sample_scores(judge, x, labels, reference_images("test", per_class)[0])["fd"]
+
+
+def reference_order_experiment(model, judge, per_class: int, seed: int) -> dict:
+    """The measurement of exercise 11.5: the Fréchet distance (to ``reference_images("test",
+    per_class)``) of ``10 * per_class`` guided DPM-Solver++ samples with ``solver_order`` 1 and 2,
+    from the same noise. Returns ``{"order_1": float, "order_2": float}``."""
+    labels = torch.arange(10).repeat_interleave(per_class)
+    return {
+        f"order_{k}": _distance(
+            judge, _guided_samples(model, _dpm_solver(model, k), labels, seed), labels, per_class
+        )
+        for k in ORDERS
+    }
+
+
+def _order_verdict(first: float, second: float) -> str:
+    return "tie" if first == second else ("order_2" if second < first else "order_1")
+
+
+@exercise("11.5 DPM-Solver++ order 1 or 2, measured")
+def check_order_experiment(my_order_experiment, model, judge, per_class=10, seed=0) -> None:
+    """``my_order_experiment(model, judge, per_class, seed) -> {"order_1": float, "order_2":
+    float, "better": "order_1" | "order_2" | "tie"}``: the Fréchet distance of 10-step guided
+    DPM-Solver++ samples of each order. The checker repeats the measurement with the same seed:
+    the distances must agree to 1 %, and "better" must name the lower one."""
+    out = my_order_experiment(model, judge, per_class, seed)
+    assert isinstance(out, dict) and {"order_1", "order_2", "better"} <= set(out), (
+        'return a dict {"order_1": distance, "order_2": distance, "better": "order_1", '
+        f'"order_2" or "tie"}}, got {str(out)[:80]}'
+    )
+    mine = {k: float(out[k]) for k in ("order_1", "order_2")}
+    assert all(v >= 0 for v in mine.values()), (
+        f"a Fréchet distance is never negative, got {mine}: use sample_scores(...)['fd']"
+    )
+    ref = reference_order_experiment(model, judge, per_class, seed)
+    n = 10 * per_class
+
+    def agree(a: float, b: float) -> bool:  # another batching of the same maths moves it a little
+        return abs(a - b) <= 0.01 * b + 1e-4
+
+    right = all(agree(mine[k], ref[k]) for k in ref)
+    if not right and agree(mine["order_1"], ref["order_2"]):
+        if agree(mine["order_2"], ref["order_1"]):
+            raise AssertionError(
+                f"your numbers are swapped: order 1 {ref['order_1']:.3f}, order 2 "
+                f"{ref['order_2']:.3f} in the checker's run"
+            )
+        raise AssertionError(
+            f"your order-1 distance {mine['order_1']:.3f} is the order-2 one: the scheduler's "
+            "default is solver_order=2; pass solver_order=1 to from_config for the first run"
+        )
+    for k in ref:
+        assert agree(mine[k], ref[k]), (
+            f"{k}: you measured {mine[k]:.3f}, the checker {ref[k]:.3f} with seed {seed} "
+            f"({n} samples). Start both runs from torch.randn(({n}, 1, 28, 28), "
+            "generator=torch.Generator().manual_seed(seed)), labels torch.arange(10)"
+            f".repeat_interleave(per_class), {ORDER_STEPS} steps of DPM-Solver++ "
+            f"(thresholding=True) with guidance {ORDER_GUIDANCE:g} (sample_with does all this), "
+            'and score sample_scores(judge, x, labels, reference_images("test", per_class)[0])'
+        )
+    expected = _order_verdict(mine["order_1"], mine["order_2"])
+    assert out["better"] == expected, (
+        f'"better" is {out["better"]!r}, but your numbers (order 1 {mine["order_1"]:.3f}, '
+        f"order 2 {mine['order_2']:.3f}) say {expected!r}: the lower distance is better; "
+        "compute the verdict from the numbers"
+    )

@@ -1,17 +1,21 @@
 """Checkers for the exercises of ``13_appendix_multi_gpu``.
 
 Each checker compares the learner's answer with what PyTorch itself does (``DistributedSampler``,
-the gradient of the whole batch) or with the rule the lesson states (linear learning-rate
-scaling); a wrong answer fails with a hint about the most likely mistake.
+the gradient of the whole batch), with the rule the lesson states (linear learning-rate scaling)
+or with its own run of the learner's measurement (the scaling rule tried on Fashion-MNIST); a
+wrong answer fails with a hint about the most likely mistake.
 """
 
 import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from .. import data
+from ..models import LeNet5
 from . import exercise
 
 # --------------------------------------------------------------------------------------------
@@ -157,3 +161,100 @@ def check_data_parallel_grads(my_data_parallel_grads) -> None:
                 f"{where}: each copy must use the *mean* loss over its own shard, as training does"
             )
         raise AssertionError(f"{where}: the averaged gradients differ from the whole batch's")
+
+
+# --------------------------------------------------------------------------------------------
+# 13.4 Does the linear scaling rule hold? Measured
+# --------------------------------------------------------------------------------------------
+
+#: The measurement of exercise 13.4: one pass over the first SCALING_IMAGES training images with
+#: plain SGD, at the small batch and rate, at 4x the batch (4 ranks of the small batch: the same
+#: averaged gradient, exercise 13.3) with the same rate, and at 4x the batch with 4x the rate.
+SCALING_IMAGES, SCALING_VAL_IMAGES = 2048, 1000
+SMALL_BATCH, LARGE_BATCH, BASE_LR = 32, 128, 0.05
+
+
+def _pad32(images: torch.Tensor) -> torch.Tensor:
+    return F.pad(images, (2, 2, 2, 2))  # 28x28 -> LeNet-5's 32x32, black borders
+
+
+def _one_pass(batch_size: int, lr: float, seed: int) -> float:
+    """Validation accuracy of LeNet-5 after one SGD pass over the first SCALING_IMAGES images."""
+    images, labels = data.fashion_mnist("train")
+    x, y = _pad32(images[:SCALING_IMAGES]), labels[:SCALING_IMAGES]
+    torch.manual_seed(seed)
+    model = LeNet5()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for start in range(0, SCALING_IMAGES, batch_size):
+        loss = F.cross_entropy(model(x[start : start + batch_size]), y[start : start + batch_size])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    val_images, val_labels = data.fashion_mnist("val")
+    with torch.no_grad():
+        predicted = model(_pad32(val_images[:SCALING_VAL_IMAGES])).argmax(1)
+    return (predicted == val_labels[:SCALING_VAL_IMAGES]).float().mean().item()
+
+
+def reference_scaling_experiment(seed: int) -> dict:
+    """The checker's own run of exercise 13.4: ``{"small", "large", "large_scaled"}``
+    validation accuracies."""
+    ratio = LARGE_BATCH / SMALL_BATCH
+    return {
+        "small": _one_pass(SMALL_BATCH, BASE_LR, seed),
+        "large": _one_pass(LARGE_BATCH, BASE_LR, seed),
+        "large_scaled": _one_pass(LARGE_BATCH, BASE_LR * ratio, seed),
+    }
+
+
+def _closer(small: float, large: float, large_scaled: float) -> str:
+    gap, gap_scaled = abs(large - small), abs(large_scaled - small)
+    if math.isclose(gap, gap_scaled, abs_tol=1e-9):
+        return "tie"
+    return "large_scaled" if gap_scaled < gap else "large"
+
+
+@exercise("13.4 the linear scaling rule, measured")
+def check_scaling_experiment(my_scaling_experiment, seed=0) -> None:
+    """``my_scaling_experiment(seed) -> {"small": acc, "large": acc, "large_scaled": acc,
+    "closer": "large" | "large_scaled" | "tie"}``. The checker repeats the three runs with the
+    same seed: the accuracies must agree within 1 % (10 of the 1,000 validation images: other
+    thread counts round differently), and "closer" must name the large-batch run whose accuracy is
+    nearer the small-batch one, by the learner's own numbers."""
+    out = my_scaling_experiment(seed)
+    keys = ("small", "large", "large_scaled")
+    assert isinstance(out, dict) and {*keys, "closer"} <= set(out), (
+        'return a dict {"small": accuracy, "large": accuracy, "large_scaled": accuracy, '
+        f'"closer": "large", "large_scaled" or "tie"}}, got {str(out)[:80]}'
+    )
+    mine = {k: float(out[k]) for k in keys}
+    assert all(0 <= v <= 1 for v in mine.values()), (
+        f"accuracies are fractions in [0, 1], got {mine}"
+    )
+    ref = reference_scaling_experiment(seed)
+
+    def agree(a: float, b: float) -> bool:
+        return abs(a - b) <= 0.01
+
+    if not agree(mine["large_scaled"], ref["large_scaled"]) and agree(
+        mine["large_scaled"], ref["large"]
+    ):
+        raise AssertionError(
+            f"large_scaled: {mine['large_scaled']:.3f} is the checker's run at the unscaled rate: "
+            f"the batch grew {LARGE_BATCH // SMALL_BATCH} times, so the rate must too "
+            f"(lr={BASE_LR} * {LARGE_BATCH} / {SMALL_BATCH})"
+        )
+    for name in keys:
+        assert agree(mine[name], ref[name]), (
+            f"{name}: you measured {mine[name]:.3f}, the checker {ref[name]:.3f} with seed {seed}. "
+            f"Each run: torch.manual_seed(seed), then LeNet5() and torch.optim.SGD (no momentum); "
+            f"ONE pass, in order, over the first {SCALING_IMAGES} training images padded to "
+            f"32x32 (so the large batch takes {LARGE_BATCH // SMALL_BATCH} times fewer steps); "
+            f"then the accuracy on the first {SCALING_VAL_IMAGES} validation images"
+        )
+    expected = _closer(*mine.values())
+    assert out["closer"] == expected, (
+        f'"closer" is {out["closer"]!r}, but your numbers (small {mine["small"]:.3f}, large '
+        f"{mine['large']:.3f}, large_scaled {mine['large_scaled']:.3f}) say {expected!r}: compute "
+        "the verdict from the numbers"
+    )

@@ -3,8 +3,7 @@
 ``lenet5_digits``, ``minivgg_digits`` and ``resnet_small_digits`` (lessons 00 and 02, and the
 judge of the generative lessons 07-11) are trained by one function, :func:`train_digits_classifier`,
 on the fixed digits split; lesson 02 reruns the very same recipe in front of the learner.
-``resnet_source_digits`` is the source model of transfer learning (lesson 05), trained by
-:func:`train_source_digits` on coloured digits. ``python -m course_utils.zoo NAME`` retrains one.
+``python -m course_utils.zoo NAME`` retrains one.
 """
 
 from __future__ import annotations
@@ -18,13 +17,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .. import data
 from ..train import evaluate, fit
-from ..transfer import fine_tune, resnet_blocks
 from ..zoo import Entry
 from .lenet import LeNet5
 from .resnet import resnet_small
 from .vgg import MiniVGG
 
-__all__ = ["train_digits_classifier", "train_source_digits"]
+__all__ = ["train_digits_classifier"]
 
 
 def train_digits_classifier(
@@ -94,46 +92,6 @@ def _digits_classifier(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# The source model of lesson 05
-# --------------------------------------------------------------------------------------------
-
-
-def train_source_digits(
-    model: nn.Module,
-    *,
-    images: dict,
-    train_images: int,
-    test_images: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> dict:
-    """Pretrain the source model of lesson 05: ``train_images`` coloured digits on plain
-    backgrounds (``data.coloured_digits(**images)``), scored on ``test_images`` held-out ones.
-
-    Returns ``{"metric": "accuracy", "value": ...}`` (source-domain test accuracy).
-    """
-    train = data.coloured_digits(train_images, "train", **images)
-    test = data.coloured_digits(test_images, "test", **images)
-    result = fine_tune(
-        model,
-        resnet_blocks(model),
-        train,
-        test,
-        strategy="full",
-        epochs=epochs,
-        lr=lr,
-        decay=1.0,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
-    )
-    return {"metric": "accuracy", "value": result["accuracy"]}
-
-
 #: The shipped models of this module; the manifest names the module, so ``zoo.load`` finds them.
 CHECKPOINTS = (
     _digits_classifier(
@@ -161,22 +119,5 @@ CHECKPOINTS = (
         epochs=30,
         lr=3e-3,
         cosine=True,
-    ),
-    Entry(
-        "resnet_source_digits",
-        functools.partial(resnet_small, num_classes=10, in_channels=3),
-        train_source_digits,
-        {
-            "images": {"size": 32, "background": "plain", "seed": 0},
-            "train_images": 4000,
-            "test_images": 500,
-            "epochs": 8,
-            "lr": 3e-3,
-            "batch_size": 32,
-        },
-        notes={"optimizer": "AdamW(weight_decay=1e-4), warm-up 10 % + cosine (transfer.fine_tune)"},
-        architecture=", widths (16, 32, 64)",
-        description="Source model for transfer learning: coloured digits on plain backgrounds (lesson 05)",
-        config={"in_channels": 3, "image_size": 32, "input_range": [0, 1], "num_classes": 10},
     ),
 )

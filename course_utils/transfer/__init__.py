@@ -13,7 +13,8 @@ what must change. One idea per file:
 - ``augmentation``: presets from gentle to strong (``AUGMENTATIONS``, ``augmentation``).
 - ``domain``: domain adaptation with unlabelled target images -- ``adapt_batch_norm`` (AdaBN),
   ``mmd_loss``, ``DANN`` with ``grad_reverse`` and ``dann_lambda``.
-- ``loops``: the lesson's experiments on the course's ``fit`` -- ``fine_tune``, ``adapt_domain``
+- ``loops``: the lesson's experiments on the course's ``fit`` -- ``fine_tune`` (with early
+  stopping on a validation split and the best checkpoint kept, ``patience=``), ``adapt_domain``
   and the ``accuracy`` they report.
 """
 

@@ -6,7 +6,9 @@ unlabelled target images still say something:
 - :func:`adapt_batch_norm` (AdaBN, Li et al. 2016) re-estimates every batch-norm layer's running
   statistics on target images after training, so that each layer standardises target features
   with target statistics at test time. No weight changes, no loss.
-- :func:`mmd_loss` pulls the feature distributions of the two domains together during training.
+- :func:`mmd_loss` pulls the feature distributions of the two domains together during training
+  (target images then share the training batches: batch norm sees mixed-domain statistics, a
+  side effect of the batching, not AdaBN).
 - :class:`DANN` trains the features to fool a domain classifier through a :func:`grad_reverse`
   layer, with the reversal scale ramped up by :func:`dann_lambda`.
 """

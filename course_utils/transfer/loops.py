@@ -1,9 +1,11 @@
-"""Lesson 05: the two training loops of the lesson's experiments -- fine-tuning with a strategy,
-and domain adaptation -- both built on the course's ``fit``, and the accuracy they report.
+"""Lesson 05: the two training loops of the lesson's experiments -- fine-tuning with a strategy
+(optionally with early stopping on a validation split, keeping the best checkpoint), and domain
+adaptation -- both built on the course's ``fit``, and the accuracy they report.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Sequence
 
@@ -78,7 +80,7 @@ def fine_tune(
     model: nn.Module,
     blocks: Sequence[Sequence[str]],
     train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
+    held_out: tuple[torch.Tensor, torch.Tensor],
     *,
     strategy: str,
     epochs: int,
@@ -88,25 +90,40 @@ def fine_tune(
     weight_decay: float = 1e-4,
     warmup: float = 0.1,
     transform: Callable | None = None,
+    patience: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> dict:
     """Train ``model`` in place with one of ``STRATEGIES`` or ``"gradual"`` (gradual unfreezing,
     one block per epoch), AdamW with discriminative rates (``decay`` per block down from the
     head; ``decay=1`` gives one rate, e.g. for training from scratch) and a warm-up + cosine
-    schedule (``warmup``: the share of the steps spent warming up), then measure the accuracy on
-    ``test`` after every epoch.
+    schedule (``warmup``: the share of the steps spent warming up), and measure the accuracy on
+    ``held_out`` after every epoch.
 
-    ``train``/``test``: ``(images [N, C, H, W], labels [N])``; ``transform`` augments each training
-    image. ``device=None``: the course's device. Shuffling is seeded: the same call gives the same
-    result on the CPU. Returns ``{"accuracy": final, "test_accuracy": [per epoch], "train_loss":
-    [per epoch], "trainable": parameters trainable at the end}``.
+    ``train``/``held_out``: ``(images [N, C, H, W], labels [N])``; ``transform`` augments each
+    training image. ``held_out`` is the *validation* split when the curve chooses anything (the
+    epoch, a setting): the test split is then scored once, afterwards, with :func:`accuracy`.
+
+    ``patience``: early stopping with the best checkpoint kept. After each epoch the weights are
+    copied if the held-out accuracy is the best so far; training stops once ``patience`` epochs
+    in a row have not beaten it, and the best weights are put back in ``model``. ``None``: all
+    ``epochs`` run and the last weights stay.
+
+    ``device=None``: the course's device. Shuffling is seeded: the same call gives the same result
+    on the CPU. Returns ``{"accuracy": held-out accuracy of the weights left in model,
+    "held_out_accuracy": [per epoch run], "train_loss": [per epoch run], "best_epoch": 1-based
+    epoch of those weights, "trainable": parameters trainable at the end}``.
     """
     # a transform may take uint8 images (the augmentation presets do): then it converts them
     train = _pair(train, "fine_tune (train)", dtype=None if transform else "float")
-    test = _pair(test, "fine_tune (test)")
+    held_out = _pair(held_out, "fine_tune (held_out)")
     if not 0 <= warmup <= 1:
         raise ValueError(f"fine_tune: warmup is a share of the steps, in [0, 1], got {warmup}")
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ValueError(
+            f"fine_tune: patience is a number of epochs >= 1 (or None: no early stopping), "
+            f"got {patience!r}"
+        )
     device = runtime.device() if device is None else torch.device(device)
     model.to(device)
     gradual = strategy == "gradual"
@@ -123,8 +140,9 @@ def fine_tune(
     scheduler = GroupScheduler(
         optimizer, lambda step: warmup_cosine(step, total, round(warmup * total))
     )
-    test_loader = DataLoader(TensorDataset(*test), batch_size=256)
-    history = {"test_accuracy": [], "train_loss": []}
+    held_out_loader = DataLoader(TensorDataset(*held_out), batch_size=256)
+    history = {"held_out_accuracy": [], "train_loss": []}
+    best, best_epoch, best_state = -1.0, 0, None
     for epoch in tqdm(range(epochs), desc=strategy, disable=not progress):
         if unfreezing:
             unfreezing.step(epoch)
@@ -132,7 +150,7 @@ def fine_tune(
         epoch_history = fit(
             model,
             loader,
-            test_loader,
+            held_out_loader,
             epochs=1,
             optimizer=optimizer,
             scheduler=scheduler,
@@ -140,9 +158,21 @@ def fine_tune(
             progress=False,
         )
         history["train_loss"] += epoch_history.train_loss
-        history["test_accuracy"] += epoch_history.val_metric
+        history["held_out_accuracy"] += epoch_history.val_metric
+        if patience is None:
+            continue
+        if history["held_out_accuracy"][-1] > best:  # a copy, since training goes on in place
+            best, best_epoch = history["held_out_accuracy"][-1], epoch + 1
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch + 1 - best_epoch >= patience:
+            break  # `patience` epochs without a new best: stop early
+    if best_state is not None:
+        model.load_state_dict(best_state)  # the best checkpoint, not the last epoch
+    else:
+        best, best_epoch = history["held_out_accuracy"][-1], len(history["held_out_accuracy"])
     return history | {
-        "accuracy": history["test_accuracy"][-1],
+        "accuracy": best,
+        "best_epoch": best_epoch,
         "trainable": count_parameters(model, trainable_only=True),
     }
 
@@ -196,6 +226,11 @@ def adapt_domain(
       the batch's source and target features;
     - ``"dann"``: the same batches, + ``weight`` * the domain classifier's loss through gradient
       reversal, scaled by :func:`dann_lambda`.
+
+    With ``"mmd"`` and ``"dann"`` the batch-norm layers normalise each training batch, and record
+    their running statistics, on source and target images together: mixed-domain batches, a side
+    effect of the batching. That is not AdaBN, which re-estimates the statistics on the target
+    images alone, after training, without changing a weight.
 
     The target labels are never used for training, only in ``test`` to measure the accuracy after
     every epoch. ``device=None``: the course's device. Returns ``{"accuracy", "test_accuracy",
