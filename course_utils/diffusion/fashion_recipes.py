@@ -48,9 +48,7 @@ __all__ = [
     "decoded",
     "euler_20",
     "train_autoencoder_fashion",
-    "train_diffusion_fashion",
-    "train_flow_fashion",
-    "train_latent_diffusion_fashion",
+    "train_generator_fashion",
 ]
 
 #: The guidance scales every generator is scored at; 3 is the one its headline metric uses.
@@ -92,14 +90,22 @@ def decoded(sample: Sampler, vae: VAE, scale: float) -> Sampler:
     return sample_pixels
 
 
-def euler_20(model: nn.Module, condition: Condition) -> torch.Tensor:
-    """20 Euler steps of a flow-matching model: the flow models' sampler (same network calls as
-    DDIM-20, fewer than DDIM-50)."""
-    shape = (len(condition.labels), 1, 28, 28)
-    generator = torch.Generator().manual_seed(0)
-    return sample_euler(
-        model, shape, num_steps=20, condition=condition, generator=generator, progress=False
-    )
+def euler_20(shape: tuple[int, ...] = (1, 28, 28)) -> Sampler:
+    """20 Euler steps of a flow-matching model: the flow models' sampler (as many network calls
+    as DDIM-20, fewer than DDIM-50)."""
+
+    def sample(model: nn.Module, condition: Condition) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(0)
+        return sample_euler(
+            model,
+            (len(condition.labels), *shape),
+            num_steps=20,
+            condition=condition,
+            generator=generator,
+            progress=False,
+        )
+
+    return sample
 
 
 def _scores(model: nn.Module, sample: Sampler, judge: nn.Module, scale: float) -> dict:
@@ -147,90 +153,6 @@ def _score_generator(
         result[f"epoch_{epoch}_fid"] = scores["fid"]
         result[f"epoch_{epoch}_accuracy"] = scores["accuracy"]
     return result
-
-
-def train_diffusion_fashion(
-    model: nn.Module,
-    *,
-    noise_schedule: dict,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    p_uncond: float,
-    ema_decay: float,
-    curve_epochs: tuple[int, ...] = (),
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> dict:
-    """Train a class-conditional ε-model on the 55,000 Fashion-MNIST training images and keep its
-    EMA weights; score 500 DDIM-50 samples at each of :data:`GUIDANCE_SCALES` (class accuracy by
-    the judge, FID against :func:`reference_images`), and the EMA weights after each of
-    ``curve_epochs`` at guidance scale 3: FID against training time.
-
-    Returns ``{"metric": "class_accuracy", "value": accuracy at scale 3, "fid_floor", ...}`` with
-    ``accuracy_scale_S`` / ``fid_scale_S`` per scale and ``epoch_E_seconds`` / ``epoch_E_fid`` /
-    ``epoch_E_accuracy`` per curve point (flat numbers, as the manifest records them).
-    """
-    images, labels = data.fashion_mnist("train")
-    schedule = NoiseSchedule(**noise_schedule)
-    steps_per_epoch = len(images) // batch_size  # the loader drops the last partial batch
-    kept, keep = snapshots_at({e * steps_per_epoch for e in curve_epochs})
-    start = time.perf_counter()
-    ema, _ = train_diffusion(
-        model,
-        schedule,
-        images,
-        labels,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        p_uncond=p_uncond,
-        ema_decay=ema_decay,
-        device=device,
-        progress=progress,
-        on_step=keep,
-    )
-    seconds = time.perf_counter() - start
-    model.load_state_dict(ema.state_dict())  # ship the averaged weights
-    scores = _score_generator(model, ddim_50(schedule), kept, steps_per_epoch, device)
-    return scores | {"train_seconds": seconds}
-
-
-def train_flow_fashion(
-    model: nn.Module,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    p_uncond: float,
-    ema_decay: float,
-    curve_epochs: tuple[int, ...] = (),
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> dict:
-    """:func:`train_diffusion_fashion` with the flow-matching objective (a velocity model, no
-    noise schedule), scored the same way with 20 Euler steps instead of DDIM-50."""
-    images, labels = data.fashion_mnist("train")
-    steps_per_epoch = len(images) // batch_size
-    kept, keep = snapshots_at({e * steps_per_epoch for e in curve_epochs})
-    start = time.perf_counter()
-    ema, _ = train_flow_matching(
-        model,
-        images,
-        labels,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        p_uncond=p_uncond,
-        ema_decay=ema_decay,
-        device=device,
-        progress=progress,
-        on_step=keep,
-    )
-    seconds = time.perf_counter() - start
-    model.load_state_dict(ema.state_dict())
-    scores = _score_generator(model, euler_20, kept, steps_per_epoch, device)
-    return scores | {"train_seconds": seconds}
 
 
 @torch.no_grad()
@@ -285,51 +207,58 @@ def train_autoencoder_fashion(
     }
 
 
-def train_latent_diffusion_fashion(
+def train_generator_fashion(
     model: nn.Module,
     *,
-    autoencoder: str,
-    noise_schedule: dict,
     epochs: int,
     lr: float,
     batch_size: int,
     p_uncond: float,
     ema_decay: float,
     curve_epochs: tuple[int, ...] = (),
+    noise_schedule: dict | None = None,
+    autoencoder: str | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> dict:
-    """:func:`train_diffusion_fashion` on the latent means of the shipped ``autoencoder``, scaled
-    by :func:`~course_utils.diffusion.latent_scale` to unit variance; samples are decoded before
-    they are scored, so the numbers compare with the pixel models'. Also returns the
-    ``latent_scale`` (sampling divides by it before decoding)."""
+    """Train a class-conditional generator on the 55,000 Fashion-MNIST training images and keep its
+    EMA weights: an ε-model under ``noise_schedule`` (diffusion, sampled with DDIM-50), or without
+    one a velocity model (flow matching, sampled with 20 Euler steps). With ``autoencoder`` it
+    learns the latent means of that shipped VAE, scaled by
+    :func:`~course_utils.diffusion.latent_scale` to unit variance, and its samples are decoded
+    before they are scored, so every generator's numbers compare.
+
+    Scores 500 samples at each of :data:`GUIDANCE_SCALES` (class accuracy by the judge, FID
+    against :func:`reference_images`), and the EMA weights after each of ``curve_epochs`` at
+    guidance scale 3: FID against training time. Returns ``{"metric": "class_accuracy", "value":
+    accuracy at scale 3, "fid_floor", "train_seconds", ...}`` with ``accuracy_scale_S`` /
+    ``fid_scale_S`` per scale and ``epoch_E_seconds`` / ``_fid`` / ``_accuracy`` per curve point
+    (flat numbers, as the manifest records them), and the ``latent_scale`` of a latent model.
+    """
     images, labels = data.fashion_mnist("train")
-    vae = load(autoencoder, device=device)
-    scale = latent_scale(vae, images[:5000])  # the std of 5,000 images' latents is enough
-    latents = _encode(vae, images, device) * scale
-    schedule = NoiseSchedule(**noise_schedule)
-    steps_per_epoch = len(images) // batch_size
+    extra = {}
+    if autoencoder is not None:
+        vae = load(autoencoder, device=device)
+        scale = latent_scale(vae, images[:5000])  # the std of 5,000 images' latents is enough
+        images, extra = _encode(vae, images, device) * scale, {"latent_scale": scale}
+    shape = tuple(images.shape[1:])
+    schedule = None if noise_schedule is None else NoiseSchedule(**noise_schedule)
+    sample = euler_20(shape) if schedule is None else ddim_50(schedule, shape)
+    if autoencoder is not None:
+        sample = decoded(sample, vae, scale)
+    steps_per_epoch = len(images) // batch_size  # the loader drops the last partial batch
     kept, keep = snapshots_at({e * steps_per_epoch for e in curve_epochs})
+    options = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "p_uncond": p_uncond}
+    options |= {"ema_decay": ema_decay, "device": device, "progress": progress, "on_step": keep}
     start = time.perf_counter()
-    ema, _ = train_diffusion(
-        model,
-        schedule,
-        latents,
-        labels,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        p_uncond=p_uncond,
-        ema_decay=ema_decay,
-        device=device,
-        progress=progress,
-        on_step=keep,
-    )
+    if schedule is None:
+        ema, _ = train_flow_matching(model, images, labels, **options)
+    else:
+        ema, _ = train_diffusion(model, schedule, images, labels, **options)
     seconds = time.perf_counter() - start
-    model.load_state_dict(ema.state_dict())
-    sample = decoded(ddim_50(schedule, tuple(latents.shape[1:])), vae, scale)
+    model.load_state_dict(ema.state_dict())  # ship the averaged weights
     scores = _score_generator(model, sample, kept, steps_per_epoch, device)
-    return scores | {"train_seconds": seconds, "latent_scale": scale}
+    return scores | {"train_seconds": seconds} | extra
 
 
 #: The numbers both pixel generators train with (the diffusion model adds its noise schedule).
@@ -354,7 +283,7 @@ CHECKPOINTS = (
     Entry(
         "diffusion_fashion",
         _PIXEL_UNET,
-        train_diffusion_fashion,
+        train_generator_fashion,
         _RECIPE | {"noise_schedule": COSINE_1000},
         notes=_NOTES
         | {"objective": "epsilon prediction, conditioning dropout p_uncond; EMA weights shipped"},
@@ -367,7 +296,7 @@ CHECKPOINTS = (
     Entry(
         "flow_fashion",
         _PIXEL_UNET,
-        train_flow_fashion,
+        train_generator_fashion,
         # ten epochs, not twelve: what fitted beside the rest of a 3-hour working session
         _RECIPE | {"epochs": 10},
         notes=_NOTES
@@ -404,7 +333,7 @@ CHECKPOINTS = (
     Entry(
         "latent_diffusion_fashion",
         functools.partial(ConditionalUNet, in_channels=4, base=32, num_classes=10),
-        train_latent_diffusion_fashion,
+        train_generator_fashion,
         _RECIPE
         | {"epochs": 30, "noise_schedule": _LATENT_SCHEDULE, "autoencoder": "autoencoder_fashion"},
         notes=_NOTES
